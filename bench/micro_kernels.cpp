@@ -1,0 +1,105 @@
+// Kernel micro-benchmarks: vec_dot per type and ISA (one 4096-element row against one
+// activation row, L1-resident), and ops::matmul at 2048x2048 / 2048x8192 with 1 and 64 tokens
+// (weights larger than cache at 8192: decode numbers are memory bandwidth).
+//   micro_kernels --benchmark_filter=matmul   (threads: COPPICE_BENCH_THREADS, default 2)
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/dispatch.h"
+#include "ops/ops.h"
+#include "util/threadpool.h"
+
+using namespace coppice;
+
+namespace {
+
+constexpr DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,
+                            DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K,
+                            DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+std::vector<float> randn(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// Quantizes n_rows rows of n elements with the reference quantizer (one random row reused).
+std::vector<uint8_t> make_rows(const TypeTraits& tt, int64_t n, int64_t n_rows) {
+  const auto f = randn(static_cast<size_t>(n), 1);
+  std::vector<uint8_t> row(row_size(tt, n));
+  tt.from_float(f.data(), row.data(), n);
+  std::vector<uint8_t> all(row.size() * static_cast<size_t>(n_rows));
+  for (int64_t r = 0; r < n_rows; ++r) std::copy(row.begin(), row.end(), all.begin() + r * row.size());
+  return all;
+}
+
+void bm_vec_dot(benchmark::State& st, kernels::Isa isa, DType t) {
+  const kernels::KernelSet* ks = kernels::kernels_for(isa);
+  if (ks == nullptr) { st.SkipWithError("ISA not supported"); return; }
+  const TypeTraits& tt = *type_traits(t);
+  const TypeTraits& vt = *type_traits(tt.vec_dot_type);
+  const int64_t n = 4096;
+  const auto w = make_rows(tt, n, 1), a = make_rows(vt, n, 1);
+  const VecDotFn dot = ks->for_weight(t).vec_dot;
+  float s = 0;
+  for (auto _ : st) {
+    dot(n, &s, w.data(), a.data());
+    benchmark::DoNotOptimize(s);
+  }
+  st.counters["bytes/s"] = benchmark::Counter(double(w.size()), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["FLOP/s"] = benchmark::Counter(2.0 * n, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+int bench_threads() {
+  const char* e = std::getenv("COPPICE_BENCH_THREADS");
+  return e != nullptr ? std::atoi(e) : 2;
+}
+
+void bm_matmul(benchmark::State& st, DType t, int64_t n_out, int n_tok) {
+  const TypeTraits& tt = *type_traits(t);
+  const int64_t n_in = 2048;
+  const auto w = make_rows(tt, n_in, n_out);
+  const WeightView wv{t, w.data(), n_in, n_out, row_size(tt, n_in)};
+  const auto x = randn(static_cast<size_t>(n_in * n_tok), 2);
+  std::vector<float> y(static_cast<size_t>(n_out * n_tok));
+  std::vector<uint8_t> scratch;
+  ThreadPool pool(bench_threads());
+  for (auto _ : st) {
+    ops::matmul(wv, x.data(), n_tok, y.data(), pool, scratch);
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["bytes/s"] = benchmark::Counter(double(w.size()), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["FLOP/s"] = benchmark::Counter(2.0 * double(n_in) * double(n_out) * n_tok,
+                                             benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["tok/s"] = benchmark::Counter(double(n_tok), benchmark::Counter::kIsIterationInvariantRate);
+  st.SetLabel(kernels::kernel_isa_name());
+}
+
+const int kRegistered = [] {
+  for (kernels::Isa isa : {kernels::Isa::Scalar, kernels::Isa::Avx2, kernels::Isa::Avx512}) {
+    for (DType t : kTypes) {
+      const std::string name = std::string("vec_dot/") + kernels::isa_name(isa) + "/" + dtype_name(t);
+      benchmark::RegisterBenchmark(name.c_str(), bm_vec_dot, isa, t);
+    }
+  }
+  for (DType t : kTypes) {
+    for (int64_t n_out : {2048, 8192}) {
+      for (int n_tok : {1, 64}) {
+        const std::string name = std::string("matmul/") + dtype_name(t) + "/2048x" +
+                                 std::to_string(n_out) + "/tok" + std::to_string(n_tok);
+        benchmark::RegisterBenchmark(name.c_str(), bm_matmul, t, n_out, n_tok)->UseRealTime();
+      }
+    }
+  }
+  return 0;
+}();
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,122 @@
+#include "apps/common.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "util/download.h"
+#include "util/error.h"
+
+namespace coppice::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+constexpr const char* kDefaultModel = "stories260K.gguf";
+constexpr const char* kDefaultHf = "ggml-org/models/tinyllamas/stories260K.gguf";
+constexpr const char* kDefaultSha256 =
+    "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d";
+}  // namespace
+
+void add_model_options(CLI::App* app, ModelArgs& a) {
+  app->add_option("-m,--model", a.model, "GGUF model file");
+  app->add_option("--hf,-H", a.hf, "download from Hugging Face: owner/repo/path/file.gguf");
+  app->add_option("--hf-sha256", a.hf_sha256, "expected sha256 of the downloaded file");
+  app->add_option("-t,--threads", a.threads, "threads (default: physical cores)")->check(CLI::Range(0, 1024));
+  app->add_option("-c,--ctx-size", a.ctx, "context size in tokens (default: min(train, 4096))")->check(CLI::Range(0, 1 << 24));
+  app->add_option("-b,--batch-size", a.batch, "prompt tokens per forward step")->check(CLI::Range(1, 1 << 16));
+  app->add_option("--cache-type", a.cache_type, "KV cache type: f16, f32, bf16");
+  app->add_flag("-v,--verbose", a.verbose, "print timings and model details to stderr");
+}
+
+void add_sampling_options(CLI::App* app, SamplingParams& p) {
+  app->add_option("--temp", p.temperature, "temperature (0 = greedy)");
+  app->add_option("--top-k", p.top_k, "top-k (0 = off)");
+  app->add_option("--top-p", p.top_p, "top-p (1 = off)");
+  app->add_option("--min-p", p.min_p, "min-p (0 = off)");
+  app->add_option("--typical", p.typical_p, "locally typical sampling (1 = off)");
+  app->add_option("--repeat-penalty", p.repeat_penalty, "repetition penalty (1 = off)");
+  app->add_option("--repeat-last-n", p.repeat_last_n, "tokens the repetition penalty looks back");
+  app->add_option("--presence-penalty", p.presence_penalty, "presence penalty");
+  app->add_option("--frequency-penalty", p.frequency_penalty, "frequency penalty");
+  app->add_option("-s,--seed", p.seed, "random seed");
+  app->add_option_function<std::vector<std::string>>(
+      "-l,--logit-bias",
+      [&p](const std::vector<std::string>& v) {
+        for (const std::string& s : v) {
+          const auto sep = s.find_first_of("+-", 1);
+          if (sep == std::string::npos || sep == 0)
+            throw CLI::ValidationError("--logit-bias", "expected TOKEN_ID(+|-)BIAS, got '" + s + "'");
+          try {
+            p.logit_bias[std::stoi(s.substr(0, sep))] = std::stof(s.substr(sep));
+          } catch (const std::exception&) {
+            throw CLI::ValidationError("--logit-bias", "expected TOKEN_ID(+|-)BIAS, got '" + s + "'");
+          }
+        }
+      },
+      "bias a token: ID+BIAS or ID-BIAS (e.g. 15043+1)");
+}
+
+void check_sampling(const SamplingParams& p) {
+  const std::string err = validate(p);
+  if (!err.empty()) fail("sampling", err);
+}
+
+std::string resolve_model(const ModelArgs& a) {
+  if (!a.model.empty()) {
+    if (!fs::exists(a.model)) fail("cli", a.model + ": model file not found");
+    return a.model;
+  }
+  if (!a.hf.empty()) return download_hf(a.hf, default_model_dir(), a.hf_sha256);
+  std::vector<fs::path> dirs;
+  if (const char* env = std::getenv("COPPICE_MODELS")) dirs.emplace_back(env);
+  dirs.emplace_back("models");
+  dirs.emplace_back("../shared/models");
+  for (const fs::path& d : dirs)
+    if (fs::exists(d / kDefaultModel)) return (d / kDefaultModel).string();
+  std::cerr << "coppice: " << kDefaultModel << " not found on the models path; downloading "
+            << kDefaultHf << "\n";
+  return download_hf(kDefaultHf, default_model_dir(), kDefaultSha256);
+}
+
+Loaded load(const ModelArgs& a) {
+  Loaded l;
+  auto kv = dtype_from_name(a.cache_type);
+  if (!kv || (*kv != DType::F16 && *kv != DType::F32 && *kv != DType::BF16))
+    fail("cli", "--cache-type " + a.cache_type + " is not supported (f16, f32, bf16)");
+  l.kv_type = *kv;
+  ModelOptions mo;
+  mo.n_threads = a.threads;
+  const std::string path = resolve_model(a);
+  l.model = Model::load(path, mo);
+  l.tok = Tokenizer::from_gguf(l.model->file());
+  if (l.tok->n_vocab() != l.model->n_vocab())
+    fail("model", path + ": tokenizer has " + std::to_string(l.tok->n_vocab()) +
+                      " tokens but the embedding has " + std::to_string(l.model->n_vocab()) + " rows");
+  const int64_t train = l.model->config().n_ctx_train;
+  l.n_ctx = a.ctx > 0 ? a.ctx : std::min<int64_t>(train, 4096);
+  if (a.verbose) {
+    const ModelConfig& c = l.model->config();
+    std::cerr << "model: " << path << " (" << c.arch << ", " << c.n_layer << " layers, dim "
+              << c.n_embd << ", " << c.n_head << "/" << c.n_head_kv << " heads, vocab "
+              << c.n_vocab << "), ctx " << l.n_ctx << ", threads " << l.model->pool().size() << "\n";
+  }
+  return l;
+}
+
+std::string read_text(const std::string& path) {
+  if (path == "-") {
+    std::ostringstream ss;
+    ss << std::cin.rdbuf();
+    return ss.str();
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cli", path + ": cannot read file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace coppice::cli

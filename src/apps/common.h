@@ -1,0 +1,46 @@
+// Options shared by the subcommands (model selection, threads, sampling) and the model
+// resolution rule: -m PATH, else -hf SPEC, else the default model found on the models path
+// (COPPICE_MODELS, ./models, ../shared/models), else downloaded from Hugging Face.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+
+#include "engine/sampling.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace coppice::cli {
+
+struct ModelArgs {
+  std::string model;   // -m
+  std::string hf;      // -hf owner/repo/file
+  std::string hf_sha256;
+  int threads = 0;     // -t, 0 = physical cores
+  int ctx = 0;         // -c, 0 = min(training context, 4096)
+  int batch = 512;     // -b
+  std::string cache_type = "f16";
+  bool verbose = false;
+};
+
+void add_model_options(CLI::App* app, ModelArgs& a);
+void add_sampling_options(CLI::App* app, SamplingParams& p);
+
+// Resolves the model path per the rule above; downloads when needed.
+std::string resolve_model(const ModelArgs& a);
+
+struct Loaded {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tok;
+  int64_t n_ctx = 0;
+  DType kv_type = DType::F16;
+};
+Loaded load(const ModelArgs& a);
+
+// Reads a whole file (or stdin for "-"); throws coppice::Error naming the file.
+std::string read_text(const std::string& path);
+
+// Throws coppice::Error when the sampling parameters are impossible.
+void check_sampling(const SamplingParams& p);
+
+}  // namespace coppice::cli

@@ -1,0 +1,129 @@
+// The serving engine: iteration-level continuous batching of many sequences through one
+// Model::step per iteration, Sarathi-style stall-free chunked prefill (running decodes go
+// first, prompt chunks fill the rest of a per-step token budget), a prefix cache over the
+// paged KV cache, `n` choices forked from one prefill, admission control against the KV
+// budget, preemption by recompute, and cancellation. Events are delivered on the engine thread.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine/sampling.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace coppice {
+
+enum class FinishReason { None, Stop, Length, Cancelled, Error };
+const char* finish_reason_name(FinishReason r);  // "stop", "length", ...
+
+struct GenRequest {
+  std::vector<int32_t> prompt;
+  int n = 1;                 // choices sharing one prefill; choice i samples with seed + i
+  int max_tokens = 256;      // per choice
+  SamplingParams sampling;
+  int top_logprobs = -1;     // -1: no logprobs; 0..20: the chosen token's plus this many
+  bool ignore_eos = false;
+};
+
+struct TokenEvent {
+  int choice = 0;
+  int32_t token = -1;        // -1 on a pure finish event
+  float logprob = 0;
+  std::vector<TokenLogprob> top;
+  FinishReason finish = FinishReason::None;  // set on the choice's last event
+  int prompt_tokens = 0;     // usage, on finish events
+  int cached_tokens = 0;     // prompt tokens served from the prefix cache
+  int completion_tokens = 0;
+};
+
+// Called on the engine thread; return false to finish this choice now (e.g. a stop string).
+using EventSink = std::function<bool(const TokenEvent&)>;
+
+class RequestHandle {
+ public:
+  void cancel() { cancelled_.store(true); }
+  bool cancelled() const { return cancelled_.load(); }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+};
+
+struct EngineOptions {
+  int64_t kv_blocks = 0;      // pool size; 0: n_ctx_per_seq * n_parallel cells
+  int block_size = 16;
+  DType kv_type = DType::F16;
+  int n_ctx = 4096;           // max tokens (prompt + completion) of one sequence
+  int n_parallel = 16;        // max running sequences
+  int step_tokens = 256;      // per-step token budget (decodes + prefill chunks)
+  int max_queue = 256;        // waiting requests beyond this are refused
+  bool prefix_cache = true;
+};
+
+struct EngineStats {
+  int64_t queued = 0, running = 0;
+  int64_t kv_blocks_total = 0, kv_blocks_used = 0, kv_blocks_cached = 0;
+  uint64_t prompt_tokens = 0, cached_prompt_tokens = 0, generated_tokens = 0;
+  uint64_t steps = 0, preemptions = 0, requests_done = 0;
+};
+
+// Thrown by submit(): `http_status` says how the server should answer (400, 503).
+struct AdmissionError : Error {
+  AdmissionError(int status, const std::string& msg) : Error(msg), http_status(status) {}
+  int http_status;
+};
+
+class Engine {
+ public:
+  Engine(Model& model, const Tokenizer& tok, EngineOptions opts);
+  ~Engine();  // cancels what is left and joins the loop
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  std::shared_ptr<RequestHandle> submit(GenRequest req, EventSink sink);
+  EngineStats stats() const;
+  // Stops admitting; waits for running requests to finish (or cancels them when !drain).
+  void shutdown(bool drain);
+  const EngineOptions& options() const { return opts_; }
+
+ private:
+  struct Request;
+  struct Seq;
+  void loop();
+  void admit();
+  bool start(const std::shared_ptr<Request>& r);
+  void iterate();
+  // Ends a choice: frees its KV, then emits `last` (or a finish event saying why).
+  void finish(Seq& s, FinishReason why, const TokenEvent* last = nullptr);
+  void publish_blocks(Seq& s);
+  bool preempt_one();
+  bool attach_prefix(Seq& s, int extra_blocks);
+  void sample_and_emit(Seq& s, const float* logits);
+  SeqId next_seq_id();
+
+  Model& model_;
+  const Tokenizer& tok_;
+  EngineOptions opts_;
+  KvCache cache_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Request>> waiting_;  // guarded by mu_
+  bool stopping_ = false, drain_ = true;          // guarded by mu_
+  EngineStats stats_;                             // guarded by mu_ (copied out)
+
+  std::vector<std::unique_ptr<Seq>> running_;     // engine thread only
+  SeqId next_id_ = 1;
+  std::vector<BatchToken> batch_;
+  std::vector<float> logits_;
+  std::thread thread_;
+};
+
+}  // namespace coppice

@@ -1,0 +1,114 @@
+// Block-paged KV cache shared by every sequence: fixed-size blocks of token cells per layer,
+// a block table per sequence, reference-counted blocks so forks share prefixes (copy-on-write
+// at the block being written). A cell's position (for RoPE and masks) is stored apart from
+// where its data lives, so eviction and trees can make positions sparse later.
+#pragma once
+#include <cstdint>
+#include <list>
+#include <map>
+#include <unordered_map>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kernels/types.h"
+#include "ops/attention.h"
+
+namespace coppice {
+
+using SeqId = int32_t;
+
+struct KvCacheOptions {
+  int block_size = 16;    // token cells per block
+  int64_t n_blocks = 0;   // pool size (all sequences together)
+  DType type = DType::F16;  // F32, F16 or BF16
+};
+
+class KvCache {
+ public:
+  KvCache(int n_layer, int n_kv_head, int head_dim, const KvCacheOptions& opts);
+
+  // Sequences. Throws coppice::Error for an unknown or duplicate id.
+  void add_sequence(SeqId id);
+  void remove_sequence(SeqId id);  // returns its blocks to the pool (when unshared)
+  bool has_sequence(SeqId id) const { return seqs_.count(id) != 0; }
+  // dst starts as a copy of src that shares every block; no data is copied.
+  void fork_sequence(SeqId src, SeqId dst);
+  int length(SeqId id) const;                  // cells in use
+  int32_t position(SeqId id, int cell) const;  // RoPE position of a cell
+
+  // Appends cells with the given positions; returns false (and changes nothing) when the pool
+  // cannot supply the blocks. Copies a shared last block before it is written (COW).
+  bool append(SeqId id, std::span<const int32_t> positions);
+  // Drops cells [n, length): speculative rollback. Blocks no longer needed go back to the pool.
+  void truncate(SeqId id, int n);
+
+  // Where a cell's K or V row ([n_kv_head * head_dim] of type()) lives for a layer.
+  void* k_row(int layer, SeqId id, int cell);
+  void* v_row(int layer, SeqId id, int cell);
+  // The first n cells of a sequence as contiguous chunks (one per block) for attention.
+  void chunks(int layer, SeqId id, int n, std::vector<ops::KvChunk>& out) const;
+
+  // ---- Prefix cache: full blocks published under a chained hash of their tokens ----
+  // Publishes logical block `lb` of a sequence (it must be full) under `hash`; `tokens` are
+  // kept to rule out hash collisions. The cache holds its own reference to the block.
+  void publish_block(SeqId id, int lb, uint64_t hash, std::span<const int32_t> tokens);
+  // Longest run of leading hashes whose blocks are cached (tokens compared too); appends
+  // their physical ids to `blocks` and marks them recently used.
+  int match_prefix(std::span<const uint64_t> hashes, std::span<const int32_t> tokens,
+                   std::vector<int32_t>& blocks);
+  // Starts an empty sequence on shared blocks: cells = blocks.size() * block_size, with
+  // the given positions (one per cell).
+  void attach_blocks(SeqId id, std::span<const int32_t> blocks, std::span<const int32_t> positions);
+  bool is_evictable(int32_t b) const { return refcount_[b] == 1 && by_block_.count(b) != 0; }
+  int64_t cached_blocks() const { return static_cast<int64_t>(cached_.size()); }
+  int64_t evictable_blocks() const { return evictable_; }
+  void clear_prefix_cache();
+
+  DType type() const { return opts_.type; }
+  int block_size() const { return opts_.block_size; }
+  int64_t n_blocks() const { return opts_.n_blocks; }
+  // Free blocks, counting cached blocks nobody else uses (evicted LRU-first on demand).
+  int64_t blocks_free() const { return static_cast<int64_t>(free_.size()) + evictable_; }
+  int64_t blocks_used() const { return opts_.n_blocks - blocks_free(); }
+  size_t bytes_total() const { return 2 * layer_bytes_ * n_layer_; }
+  int blocks_needed(SeqId id, int n_new) const;  // extra blocks append(n_new) would take
+
+ private:
+  struct Seq {
+    std::vector<int32_t> blocks;     // block table: logical block -> physical block
+    std::vector<int32_t> positions;  // [n_cells]
+  };
+  Seq& seq(SeqId id);
+  const Seq& seq(SeqId id) const;
+  int32_t alloc_block();
+  void release_block(int32_t b);
+  void copy_block(int32_t from, int32_t to);
+  uint8_t* cell_ptr(const std::unique_ptr<uint8_t[]>& base, int layer, int32_t block, int off) const;
+
+  int n_layer_;
+  size_t row_bytes_;    // n_kv_head * head_dim * sizeof(type)
+  size_t block_bytes_;  // block_size * row_bytes_
+  size_t layer_bytes_;  // n_blocks * block_bytes_
+  KvCacheOptions opts_;
+  std::unique_ptr<uint8_t[]> k_;  // [n_layer][n_blocks][block_size][n_kv_head * head_dim]
+  std::unique_ptr<uint8_t[]> v_;  // same layout as k_
+  std::vector<int32_t> refcount_;  // [n_blocks]
+  std::vector<int32_t> free_;      // stack of free physical blocks
+  std::map<SeqId, Seq> seqs_;
+
+  // Prefix cache state.
+  struct CachedBlock {
+    uint64_t hash = 0;
+    std::vector<int32_t> tokens;
+    std::list<int32_t>::iterator lru;
+  };
+  void retain(int32_t b);
+  bool evict_one();
+  std::unordered_map<uint64_t, int32_t> cached_;     // hash -> physical block
+  std::unordered_map<int32_t, CachedBlock> by_block_;  // physical block -> its entry
+  std::list<int32_t> lru_;                           // least recently used first
+  int64_t evictable_ = 0;                            // cached blocks with refcount 1
+};
+
+}  // namespace coppice

@@ -1,0 +1,78 @@
+// A loaded model and its one forward entry point: step(batch). Prefill chunks, decode tokens
+// and (later) speculative trees and search branches are all entries of the same batch.
+#pragma once
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "formats/gguf.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+#include "util/threadpool.h"
+
+namespace coppice {
+
+struct BatchToken {
+  int32_t token = 0;
+  int32_t pos = 0;        // RoPE position
+  SeqId seq = 0;
+  bool want_logits = false;
+};
+
+struct ModelOptions {
+  int n_threads = 0;  // 0: physical cores
+};
+
+class Model {
+ public:
+  // Opens, validates metadata and every tensor; throws coppice::Error.
+  static std::unique_ptr<Model> load(const std::string& path, const ModelOptions& opts = {});
+
+  const ModelConfig& config() const { return cfg_; }
+  const gguf::File& file() const { return file_; }
+  ThreadPool& pool() { return *pool_; }
+  int64_t n_vocab() const { return cfg_.n_vocab; }
+
+  // A KV cache sized for n_ctx cells in total (all sequences together).
+  KvCache make_cache(int64_t n_ctx, DType type = DType::F16, int block_size = 16) const;
+
+  // Appends every token's K/V to its sequence (tokens of one sequence in order) and returns,
+  // in `logits` ([n_wanted][n_vocab]), the rows of entries with want_logits, in batch order.
+  // Each token attends to the cells of its sequence up to and including its own.
+  // Not re-entrant: one thread steps a model at a time (it owns its scratch buffers).
+  // Throws coppice::Error when the cache has no room (nothing is appended then) or a token
+  // id is out of range.
+  void step(std::span<const BatchToken> batch, KvCache& cache, std::vector<float>& logits);
+
+ private:
+  Model() = default;
+  void forward_layer(int il, std::span<const BatchToken> batch, KvCache& cache,
+                     std::span<const int> cells);
+
+  gguf::File file_;
+  ModelConfig cfg_;
+  ModelWeights w_;
+  std::unique_ptr<ThreadPool> pool_;
+
+  // Scratch, grow-only: no allocation per token once warm.
+  struct Scratch {
+    std::vector<float> x;     // [n_tok][n_embd] residual stream
+    std::vector<float> xn;    // [n_tok][n_embd] normed
+    std::vector<float> q;     // [n_tok][n_head * head_dim]
+    std::vector<float> k;     // [n_tok][n_head_kv * head_dim]
+    std::vector<float> v;     // [n_tok][n_head_kv * head_dim]
+    std::vector<float> att;   // [n_tok][n_head * head_dim]
+    std::vector<float> gate;  // [n_tok][n_ff]
+    std::vector<float> up;    // [n_tok][n_ff]
+    std::vector<float> tmp;   // [n_tok][n_embd]
+    std::vector<uint8_t> act;  // quantized activations for matmul
+    std::vector<int> cells;    // [n_tok] cache cell of each batch token
+    std::vector<std::pair<SeqId, std::vector<int32_t>>> per_seq;  // new positions per sequence
+    std::vector<std::vector<float>> att_scratch;          // per thread: [2 * n_head]
+    std::vector<std::vector<ops::KvChunk>> chunks;        // per thread
+  } s_;
+};
+
+}  // namespace coppice

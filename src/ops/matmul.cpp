@@ -1,0 +1,89 @@
+// Matrix multiplication over any weight type with the kernels chosen at start-up
+// (kernels/dispatch.h). Activations are converted once to the weight type's dot format; then
+//  - one token (decode): rows are handed out in chunks to the threads, one fast vec_dot each;
+//  - many tokens (prefill): (token block x row chunk) work items go through the gemm tiles;
+//    a token block's activations stay in L2 while the weight rows stream past once per block.
+#include <algorithm>
+#include <atomic>
+
+#include "kernels/dispatch.h"
+#include "ops/ops.h"
+#include "util/error.h"
+
+namespace coppice::ops {
+namespace {
+
+constexpr int64_t kDecodeChunkRows = 64;      // rows per work item when n_tok == 1
+constexpr int64_t kGemmChunkRows = 16;        // rows per work item when n_tok > 1
+constexpr size_t kTokenBlockBytes = 256 << 10;  // activations of one token block (L2-sized)
+
+// Hands out [0, n_items) to the pool's threads one item at a time (balanced under noise).
+template <typename F>
+void for_each_item(ThreadPool& pool, int64_t n_items, F&& fn) {
+  if (pool.size() == 1 || n_items == 1) {
+    for (int64_t i = 0; i < n_items; ++i) fn(i);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  pool.run([&](int, int) {
+    for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < n_items;
+         i = next.fetch_add(1, std::memory_order_relaxed)) {
+      fn(i);
+    }
+  });
+}
+
+}  // namespace
+
+void matmul(const WeightView& w, const float* x, int n_tok, float* y, ThreadPool& pool,
+            std::vector<uint8_t>& scratch) {
+  const kernels::KernelSet& ks = kernels::kernels();
+  const TypeTraits& tt = *type_traits(w.type);
+  const TypeTraits& vt = *type_traits(tt.vec_dot_type);
+  const int64_t K = w.n_in, N = w.n_out;
+  CP_ASSERT(K % tt.block_size == 0 && K % vt.block_size == 0);
+  const kernels::WeightKernels& wk = ks.for_weight(w.type);
+
+  // Activations in the dot format: [n_tok][act_row bytes]
+  const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
+  size_t act_row = static_cast<size_t>(K) * sizeof(float);
+  if (vt.type != DType::F32) {
+    act_row = row_size(vt, K);
+    const size_t need = act_row * static_cast<size_t>(n_tok);
+    if (scratch.size() < need) scratch.resize(need);
+    uint8_t* q = scratch.data();
+    const FromFloatFn quant = ks.quantizer(vt.type);
+    if (n_tok == 1) {
+      quant(x, q, K);  // a few hundred ns: cheaper than waking the pool
+    } else {
+      pool.parallel_for(n_tok, [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t) quant(x + t * K, q + t * act_row, K);
+      });
+    }
+    act = q;
+  }
+
+  if (n_tok == 1) {
+    const int64_t n_items = (N + kDecodeChunkRows - 1) / kDecodeChunkRows;
+    for_each_item(pool, n_items, [&](int64_t i) {
+      const int64_t r1 = std::min(N, (i + 1) * kDecodeChunkRows);
+      for (int64_t r = i * kDecodeChunkRows; r < r1; ++r) wk.vec_dot(K, y + r, w.row(r), act);
+    });
+    return;
+  }
+
+  const int tc = ks.tile_cols;
+  int64_t tb = std::max<int64_t>(tc, static_cast<int64_t>(kTokenBlockBytes / act_row) / tc * tc);
+  tb = std::min<int64_t>(tb, n_tok);
+  const int64_t n_tb = (n_tok + tb - 1) / tb;
+  const int64_t n_rc = (N + kGemmChunkRows - 1) / kGemmChunkRows;
+  for_each_item(pool, n_tb * n_rc, [&](int64_t i) {
+    const int64_t t0 = (i / n_rc) * tb, r0 = (i % n_rc) * kGemmChunkRows;
+    const int nc = static_cast<int>(std::min<int64_t>(tb, n_tok - t0));
+    const int nr = static_cast<int>(std::min<int64_t>(kGemmChunkRows, N - r0));
+    wk.gemm(K, nr, nc, w.row(r0), w.row_bytes, act + t0 * act_row, act_row, y + t0 * N + r0,
+            static_cast<size_t>(N));
+  });
+}
+
+}  // namespace coppice::ops

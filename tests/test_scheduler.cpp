@@ -1,0 +1,238 @@
+// The serving engine: batching never changes results, chunked prefill, n choices, prefix
+// cache hits, preemption by recompute, cancellation freeing KV, admission errors.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include "engine/generate.h"
+#include "engine/scheduler.h"
+#include "test_util.h"
+
+using namespace coppice;
+
+namespace {
+
+struct Loaded {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tok;
+};
+Loaded& stories() {
+  static Loaded l = [] {
+    Loaded x;
+    ModelOptions mo;
+    mo.n_threads = 2;
+    x.model = Model::load(testutil::shared("models/stories260K.gguf"), mo);
+    x.tok = Tokenizer::from_gguf(x.model->file());
+    return x;
+  }();
+  return l;
+}
+
+struct Outcome {
+  std::vector<std::vector<int32_t>> tokens;  // per choice
+  std::vector<FinishReason> finish;
+  int cached = 0;
+  std::promise<void> done;
+  int left = 0;
+  std::mutex mu;
+};
+
+std::shared_ptr<Outcome> submit(Engine& e, GenRequest r, std::shared_ptr<RequestHandle>* handle = nullptr) {
+  auto o = std::make_shared<Outcome>();
+  o->tokens.resize(r.n);
+  o->finish.assign(r.n, FinishReason::None);
+  o->left = r.n;
+  auto h = e.submit(std::move(r), [o](const TokenEvent& ev) {
+    std::lock_guard<std::mutex> lk(o->mu);
+    if (ev.token >= 0) o->tokens[ev.choice].push_back(ev.token);
+    if (ev.finish != FinishReason::None) {
+      o->finish[ev.choice] = ev.finish;
+      o->cached = ev.cached_tokens;
+      if (--o->left == 0) o->done.set_value();
+    }
+    return true;
+  });
+  if (handle) *handle = h;
+  return o;
+}
+
+void wait(const std::shared_ptr<Outcome>& o) {
+  ASSERT_EQ(o->done.get_future().wait_for(std::chrono::seconds(60)), std::future_status::ready);
+}
+
+// The single-sequence reference: engine/generate.h's plain loop.
+std::vector<int32_t> solo(const std::vector<int32_t>& prompt, int n, SamplingParams sp) {
+  auto& l = stories();
+  KvCache cache = l.model->make_cache(512);
+  cache.add_sequence(0);
+  Sampler sampler(sp);
+  GenerateOptions go;
+  go.n_predict = n;
+  std::vector<int32_t> out;
+  generate(*l.model, cache, 0, *l.tok, sampler, prompt, go, [&](int32_t id) {
+    out.push_back(id);
+    return true;
+  });
+  return out;
+}
+
+SamplingParams greedy() {
+  SamplingParams p;
+  p.temperature = 0;
+  return p;
+}
+
+std::vector<int32_t> prompt_of(const std::string& text) { return stories().tok->encode(text, true, false); }
+
+const std::vector<std::string> kPrompts = {
+    "Once upon a time", "The little dog", "Tom and Sue went to the park", "One day, a bird",
+    "Lily had a red ball", "There was a big tree", "The sun was hot and", "Mom said"};
+
+}  // namespace
+
+TEST(Scheduler, ThirtyTwoConcurrentRequestsMatchTheirSoloOutputs) {
+  auto& l = stories();
+  EngineOptions eo;
+  eo.n_parallel = 32;
+  eo.step_tokens = 24;  // forces prompts to be chunked across steps, mixed with decodes
+  eo.n_ctx = 256;
+  Engine e(*l.model, *l.tok, eo);
+  std::vector<GenRequest> reqs;
+  std::vector<std::shared_ptr<Outcome>> outs;
+  std::vector<std::vector<int32_t>> expect;
+  for (int i = 0; i < 32; ++i) {
+    // Vary prompts and lengths; some long enough to need several chunks.
+    std::string text = kPrompts[i % kPrompts.size()];
+    for (int k = 0; k < i % 4; ++k) text += ". " + kPrompts[(i + k) % kPrompts.size()];
+    GenRequest r;
+    r.prompt = prompt_of(text);
+    r.max_tokens = 24 + i % 5;
+    r.sampling = greedy();
+    expect.push_back(solo(r.prompt, r.max_tokens, r.sampling));
+    reqs.push_back(r);
+  }
+  for (auto& r : reqs) outs.push_back(submit(e, r));  // the model is not re-entrant: solo runs first
+  for (int i = 0; i < 32; ++i) {
+    wait(outs[i]);
+    EXPECT_EQ(outs[i]->tokens[0], expect[i]) << "request " << i;
+  }
+  EXPECT_EQ(e.stats().requests_done, 32u);
+}
+
+TEST(Scheduler, NChoicesShareOnePrefillAndMatchSeededSoloRuns) {
+  auto& l = stories();
+  Engine e(*l.model, *l.tok, EngineOptions{});
+  GenRequest r;
+  r.prompt = prompt_of("Once upon a time, there was a little girl named Lily. She loved to play");
+  r.n = 3;
+  r.max_tokens = 20;
+  r.sampling.temperature = 0.9f;
+  r.sampling.seed = 1234;
+  auto o = submit(e, r);
+  wait(o);
+  for (int c = 0; c < 3; ++c) {
+    SamplingParams sp = r.sampling;
+    sp.seed += c;
+    EXPECT_EQ(o->tokens[c], solo(r.prompt, r.max_tokens, sp)) << "choice " << c;
+  }
+  EXPECT_NE(o->tokens[0], o->tokens[1]);
+  // One prefill: the prompt was counted once.
+  EXPECT_EQ(e.stats().prompt_tokens, r.prompt.size());
+}
+
+TEST(Scheduler, PrefixCacheHitsOnARepeatedConversation) {
+  auto& l = stories();
+  EngineOptions eo;
+  eo.block_size = 8;
+  Engine e(*l.model, *l.tok, eo);
+  GenRequest r;
+  r.prompt = prompt_of("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.");
+  r.max_tokens = 16;
+  r.sampling = greedy();
+  auto a = submit(e, r);
+  wait(a);
+  EXPECT_EQ(a->cached, 0);
+  // Second turn: the first prompt + its reply + a new user line.
+  GenRequest r2 = r;
+  r2.prompt.insert(r2.prompt.end(), a->tokens[0].begin(), a->tokens[0].end());
+  const auto more = l.tok->encode(" Then she saw a cat.", false, false);
+  r2.prompt.insert(r2.prompt.end(), more.begin(), more.end());
+  auto b = submit(e, r2);
+  wait(b);
+  // Everything but the last partial block (and the final token) came from the cache.
+  EXPECT_GE(b->cached, static_cast<int>(r.prompt.size() + a->tokens[0].size()) - 8);
+  EXPECT_EQ(b->tokens[0], solo(r2.prompt, r2.max_tokens, r2.sampling));
+  EXPECT_GT(e.stats().cached_prompt_tokens, 0u);
+}
+
+TEST(Scheduler, PreemptionUnderATinyKvPoolKeepsResultsExact) {
+  auto& l = stories();
+  EngineOptions eo;
+  eo.block_size = 8;
+  eo.kv_blocks = 24;  // 192 cells for 6 requests of ~60 tokens each: must preempt
+  eo.n_parallel = 6;
+  eo.n_ctx = 128;
+  Engine e(*l.model, *l.tok, eo);
+  std::vector<GenRequest> reqs;
+  std::vector<std::shared_ptr<Outcome>> outs;
+  std::vector<std::vector<int32_t>> expect;
+  for (int i = 0; i < 6; ++i) {
+    GenRequest r;
+    r.prompt = prompt_of(kPrompts[i] + std::string(". ") + kPrompts[(i + 3) % kPrompts.size()]);
+    r.max_tokens = 48;
+    r.sampling = greedy();
+    expect.push_back(solo(r.prompt, r.max_tokens, r.sampling));
+    reqs.push_back(r);
+  }
+  for (auto& r : reqs) outs.push_back(submit(e, r));
+  for (int i = 0; i < 6; ++i) {
+    wait(outs[i]);
+    EXPECT_EQ(outs[i]->tokens[0], expect[i]) << "request " << i;
+  }
+  EXPECT_GT(e.stats().preemptions, 0u);
+}
+
+TEST(Scheduler, CancelFreesKvBlocks) {
+  auto& l = stories();
+  EngineOptions eo;
+  eo.prefix_cache = false;
+  Engine e(*l.model, *l.tok, eo);
+  GenRequest r;
+  r.prompt = prompt_of("Once upon a time");
+  r.max_tokens = 100000 / 100;
+  r.sampling = greedy();
+  r.ignore_eos = true;
+  std::shared_ptr<RequestHandle> h;
+  auto o = submit(e, r, &h);
+  while (e.stats().generated_tokens < 5) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_GT(e.stats().kv_blocks_used, 0);
+  h->cancel();
+  wait(o);
+  EXPECT_EQ(o->finish[0], FinishReason::Cancelled);
+  EXPECT_EQ(e.stats().kv_blocks_used, 0);
+}
+
+TEST(Scheduler, AdmissionErrors) {
+  auto& l = stories();
+  EngineOptions eo;
+  eo.n_ctx = 32;
+  eo.max_queue = 1;
+  eo.n_parallel = 1;
+  Engine e(*l.model, *l.tok, eo);
+  GenRequest too_long;
+  too_long.prompt.assign(40, 5);
+  try {
+    e.submit(too_long, [](const TokenEvent&) { return true; });
+    FAIL();
+  } catch (const AdmissionError& err) {
+    EXPECT_EQ(err.http_status, 400);
+  }
+  GenRequest bad;
+  bad.prompt = {1, 2};
+  bad.sampling.top_p = 2;
+  EXPECT_THROW(e.submit(bad, [](const TokenEvent&) { return true; }), AdmissionError);
+  GenRequest empty;
+  EXPECT_THROW(e.submit(empty, [](const TokenEvent&) { return true; }), AdmissionError);
+}
