@@ -79,6 +79,7 @@ struct Tables {
     avx512::fill_dot(set[2]);
     avx512::fill_gemm(set[2]);
     avx512::fill_quant(set[2]);
+    avx512::fill_packed(set[2]);
     for (int i = 1; i < 3; ++i) ok[i] = cpu_has(static_cast<Isa>(i));
     for (int i = 2; i >= 0; --i) {
       if (ok[i]) { best = static_cast<Isa>(i); break; }

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/packed.h"
 #include "kernels/types.h"
 
 namespace coppice::kernels {
@@ -15,8 +16,7 @@ enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 // Weight rows are w_stride bytes apart (the weight type), activation rows a_stride bytes apart
 // (the weight type's vec_dot_type). Any nr, nc >= 1: the kernel walks its own register tiles,
 // so the caller only cache-blocks (keep nr rows in L1 while the nc tokens stream past).
-using GemmFn = void (*)(int64_t n, int nr, int nc, const void* w, size_t w_stride, const void* a,
-                        size_t a_stride, float* y, size_t y_stride);
+// (GemmFn is declared in packed.h.)
 
 constexpr int kMaxTypeId = 31;  // DType ids are < 31 (BF16 = 30)
 
@@ -32,6 +32,8 @@ struct KernelSet {
   WeightKernels weight[kMaxTypeId];         // by DType id; every supported type filled
   FromFloatFn from_float[kMaxTypeId] = {};  // activation converters by vec_dot_type id
   ToFloatFn to_float[kMaxTypeId] = {};      // dequantize by type id (reference where no SIMD)
+  // By source type id: the packed layout this ISA prefers (packed.h), or nullptr (use in place).
+  const PackedKernels* packed[kMaxTypeId] = {};
 
   const WeightKernels& for_weight(DType t) const { return weight[static_cast<uint32_t>(t)]; }
   FromFloatFn quantizer(DType t) const { return from_float[static_cast<uint32_t>(t)]; }

@@ -12,5 +12,6 @@ namespace avx512 {
 void fill_dot(KernelSet& ks);
 void fill_gemm(KernelSet& ks);
 void fill_quant(KernelSet& ks);
+void fill_packed(KernelSet& ks);
 }  // namespace avx512
 }  // namespace coppice::kernels

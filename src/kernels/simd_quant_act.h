@@ -65,12 +65,12 @@ inline float q8_block(const float* x, int8_t* qs, int* sum) {
   return d;
 }
 
-void quantize_q8_0(const float* src, void* dst, int64_t n) {
+[[maybe_unused]] void quantize_q8_0(const float* src, void* dst, int64_t n) {
   auto* b = static_cast<BlockQ8_0*>(dst);
   for (int64_t i = 0; i < n / 32; ++i, src += 32) b[i].d = f2h(q8_block(src, b[i].qs, nullptr));
 }
 
-void quantize_q8_1(const float* src, void* dst, int64_t n) {
+[[maybe_unused]] void quantize_q8_1(const float* src, void* dst, int64_t n) {
   auto* b = static_cast<BlockQ8_1*>(dst);
   for (int64_t i = 0; i < n / 32; ++i, src += 32) {
     int sum = 0;
@@ -80,7 +80,7 @@ void quantize_q8_1(const float* src, void* dst, int64_t n) {
   }
 }
 
-void quantize_q8_K(const float* src, void* dst, int64_t n) {
+[[maybe_unused]] void quantize_q8_K(const float* src, void* dst, int64_t n) {
   auto* b = static_cast<BlockQ8_K*>(dst);
   for (int64_t i = 0; i < n / QK_K; ++i, src += QK_K) {
     __m256 m = _mm256_setzero_ps();
@@ -117,7 +117,7 @@ void quantize_q8_K(const float* src, void* dst, int64_t n) {
   }
 }
 
-void convert_f16(const float* src, void* dst, int64_t n) {
+[[maybe_unused]] void convert_f16(const float* src, void* dst, int64_t n) {
   auto* h = static_cast<uint16_t*>(dst);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -127,7 +127,7 @@ void convert_f16(const float* src, void* dst, int64_t n) {
   for (; i < n; ++i) h[i] = f2h(src[i]);
 }
 
-void widen_f16(const void* src, float* dst, int64_t n) {
+[[maybe_unused]] void widen_f16(const void* src, float* dst, int64_t n) {
   const auto* h = static_cast<const uint16_t*>(src);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {

@@ -9,6 +9,7 @@
 #include "formats/gguf.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
+#include "model/pack.h"
 #include "model/weights.h"
 #include "util/threadpool.h"
 
@@ -34,6 +35,8 @@ class Model {
   const gguf::File& file() const { return file_; }
   ThreadPool& pool() { return *pool_; }
   int64_t n_vocab() const { return cfg_.n_vocab; }
+  // Matrices rewritten at load into a packed layout and the memory they hold.
+  const PackedStore& packed() const { return packed_; }
 
   // A KV cache sized for n_ctx cells in total (all sequences together).
   KvCache make_cache(int64_t n_ctx, DType type = DType::F16, int block_size = 16) const;
@@ -54,6 +57,7 @@ class Model {
   gguf::File file_;
   ModelConfig cfg_;
   ModelWeights w_;
+  PackedStore packed_;  // owns the packed rows that some of w_'s views point into
   std::unique_ptr<ThreadPool> pool_;
 
   // Scratch, grow-only: no allocation per token once warm.

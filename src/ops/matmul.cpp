@@ -38,21 +38,38 @@ void for_each_item(ThreadPool& pool, int64_t n_items, F&& fn) {
 void matmul(const WeightView& w, const float* x, int n_tok, float* y, ThreadPool& pool,
             std::vector<uint8_t>& scratch) {
   const kernels::KernelSet& ks = kernels::kernels();
-  const TypeTraits& tt = *type_traits(w.type);
-  const TypeTraits& vt = *type_traits(tt.vec_dot_type);
   const int64_t K = w.n_in, N = w.n_out;
-  CP_ASSERT(K % tt.block_size == 0 && K % vt.block_size == 0);
-  const kernels::WeightKernels& wk = ks.for_weight(w.type);
+  // The kernels and activation format: the packed layout's, or the weight type's own.
+  const kernels::PackedKernels* pk = w.packed;
+  VecDotFn vec_dot = nullptr;
+  kernels::GemmFn gemm = nullptr;
+  FromFloatFn quant = nullptr;  // nullptr: activations stay f32
+  size_t act_row = static_cast<size_t>(K) * sizeof(float);
+  if (pk != nullptr) {
+    CP_ASSERT(K % pk->k_multiple == 0);
+    vec_dot = pk->vec_dot;
+    gemm = pk->gemm;
+    quant = pk->quantize_act;
+    act_row = pk->act_row_bytes(K);
+  } else {
+    const TypeTraits& tt = *type_traits(w.type);
+    const TypeTraits& vt = *type_traits(tt.vec_dot_type);
+    CP_ASSERT(K % tt.block_size == 0 && K % vt.block_size == 0);
+    const kernels::WeightKernels& wk = ks.for_weight(w.type);
+    vec_dot = wk.vec_dot;
+    gemm = wk.gemm;
+    if (vt.type != DType::F32) {
+      quant = ks.quantizer(vt.type);
+      act_row = row_size(vt, K);
+    }
+  }
 
   // Activations in the dot format: [n_tok][act_row bytes]
   const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
-  size_t act_row = static_cast<size_t>(K) * sizeof(float);
-  if (vt.type != DType::F32) {
-    act_row = row_size(vt, K);
+  if (quant != nullptr) {
     const size_t need = act_row * static_cast<size_t>(n_tok);
     if (scratch.size() < need) scratch.resize(need);
     uint8_t* q = scratch.data();
-    const FromFloatFn quant = ks.quantizer(vt.type);
     if (n_tok == 1) {
       quant(x, q, K);  // a few hundred ns: cheaper than waking the pool
     } else {
@@ -67,7 +84,7 @@ void matmul(const WeightView& w, const float* x, int n_tok, float* y, ThreadPool
     const int64_t n_items = (N + kDecodeChunkRows - 1) / kDecodeChunkRows;
     for_each_item(pool, n_items, [&](int64_t i) {
       const int64_t r1 = std::min(N, (i + 1) * kDecodeChunkRows);
-      for (int64_t r = i * kDecodeChunkRows; r < r1; ++r) wk.vec_dot(K, y + r, w.row(r), act);
+      for (int64_t r = i * kDecodeChunkRows; r < r1; ++r) vec_dot(K, y + r, w.row(r), act);
     });
     return;
   }
@@ -81,8 +98,8 @@ void matmul(const WeightView& w, const float* x, int n_tok, float* y, ThreadPool
     const int64_t t0 = (i / n_rc) * tb, r0 = (i % n_rc) * kGemmChunkRows;
     const int nc = static_cast<int>(std::min<int64_t>(tb, n_tok - t0));
     const int nr = static_cast<int>(std::min<int64_t>(kGemmChunkRows, N - r0));
-    wk.gemm(K, nr, nc, w.row(r0), w.row_bytes, act + t0 * act_row, act_row, y + t0 * N + r0,
-            static_cast<size_t>(N));
+    gemm(K, nr, nc, w.row(r0), w.row_bytes, act + t0 * act_row, act_row, y + t0 * N + r0,
+         static_cast<size_t>(N));
   });
 }
 

@@ -49,4 +49,12 @@ MappedFile::~MappedFile() {
   if (owned_ && data_) munmap(const_cast<uint8_t*>(data_), size_);
 }
 
+void MappedFile::release(const void* p, size_t n) const {
+  if (!owned_ || n == 0) return;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto b = reinterpret_cast<uintptr_t>(p), e = b + n;
+  const uintptr_t b0 = (b + page - 1) / page * page, e0 = e / page * page;
+  if (b0 < e0) madvise(reinterpret_cast<void*>(b0), e0 - b0, MADV_DONTNEED);
+}
+
 }  // namespace coppice

@@ -20,6 +20,9 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the whole pages inside [p, p + n) from memory (they are read back from the file if
+  // touched again). For ranges whose contents were copied elsewhere, e.g. packed weights.
+  void release(const void* p, size_t n) const;
 
  private:
   MappedFile() = default;
