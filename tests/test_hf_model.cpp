@@ -22,6 +22,7 @@ const std::vector<int32_t> kTokens = {1, 72, 101, 108, 257, 300, 5, 99, 200, 12,
 
 std::vector<float> logits_of(Model& m) {
   KvCache cache = m.make_cache(64, DType::F32);
+  cache.add_sequence(0);
   std::vector<BatchToken> batch;
   for (size_t i = 0; i < kTokens.size(); ++i) batch.push_back({kTokens[i], static_cast<int32_t>(i), 0, true});
   std::vector<float> out;
