@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "apps/commands.h"
+#include "formats/hf_folder.h"
 #include "apps/common.h"
 #include "formats/gguf.h"
 #include "kernels/dispatch.h"
@@ -52,7 +53,7 @@ int info(const InfoArgs& a) {
     return 0;
   }
   const std::string path = resolve_model(a.model);
-  gguf::File f = gguf::File::open(path);
+  gguf::File f = hf::open_model_file(path);
   uint64_t total = 0;
   for (const auto& t : f.tensors()) total += t.size;
   if (a.json) {

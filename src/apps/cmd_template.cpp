@@ -5,6 +5,7 @@
 
 #include "apps/chat_template.h"
 #include "apps/commands.h"
+#include "formats/hf_folder.h"
 #include "apps/common.h"
 #include "util/error.h"
 
@@ -36,7 +37,7 @@ int render(const TemplateArgs& a) {
   if (!a.template_file.empty()) {
     tpl = ChatTemplate::from_jinja(read_text(a.template_file), a.bos, a.eos);
   } else {
-    gguf::File f = gguf::File::open(resolve_model(a.model));
+    gguf::File f = hf::open_model_file(resolve_model(a.model));
     if (!f.get_string("tokenizer.chat_template"))
       std::fprintf(stderr, "coppice: %s has no chat template; using the built-in plain format\n", f.path().c_str());
     tpl = ChatTemplate::from_model(f);

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "apps/commands.h"
+#include "formats/hf_folder.h"
 #include "apps/common.h"
 #include "util/error.h"
 
@@ -20,7 +21,7 @@ int tokenize(const TokArgs& a) {
   if (!a.prompt.empty() && !a.file.empty()) fail("cli", "give either -p or -f, not both");
   std::string text = a.file.empty() ? a.prompt : read_text(a.file);
   const std::string path = resolve_model(a.model);
-  gguf::File f = gguf::File::open(path);
+  gguf::File f = hf::open_model_file(path);
   auto tok = Tokenizer::from_gguf(f);
   const std::vector<int32_t> ids = tok->encode(text, !a.no_bos, !a.no_parse_special);
   if (a.ids) {
@@ -44,7 +45,7 @@ int tokenize(const TokArgs& a) {
 Action register_tokenize(CLI::App& app) {
   auto a = std::make_shared<TokArgs>();
   CLI::App* sub = app.add_subcommand("tokenize", "text or file -> token ids");
-  sub->add_option("-m,--model", a->model.model, "GGUF model (or vocabulary) file");
+  sub->add_option("-m,--model", a->model.model, "GGUF model (or vocabulary) file, or Hugging Face folder");
   sub->add_option("--hf", a->model.hf, "Hugging Face owner/repo/file");
   sub->add_option("-p,--prompt", a->prompt, "text to tokenize");
   sub->add_option("-f,--file", a->file, "file to tokenize ('-' for stdin)");

@@ -18,5 +18,6 @@ Action register_template(CLI::App& app);
 Action register_serve(CLI::App& app);
 Action register_quantize(CLI::App& app);
 Action register_synth(CLI::App& app);
+Action register_convert(CLI::App& app);
 
 }  // namespace coppice::cli

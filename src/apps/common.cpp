@@ -21,7 +21,7 @@ constexpr const char* kDefaultSha256 =
 }  // namespace
 
 void add_model_options(CLI::App* app, ModelArgs& a) {
-  app->add_option("-m,--model", a.model, "GGUF model file");
+  app->add_option("-m,--model", a.model, "GGUF model file or Hugging Face model folder");
   app->add_option("--hf,-H", a.hf, "download from Hugging Face: owner/repo/path/file.gguf");
   app->add_option("--hf-sha256", a.hf_sha256, "expected sha256 of the downloaded file");
   app->add_option("-t,--threads", a.threads, "threads (default: physical cores)")->check(CLI::Range(0, 1024));
@@ -92,7 +92,9 @@ Loaded load(const ModelArgs& a) {
   const std::string path = resolve_model(a);
   l.model = Model::load(path, mo);
   l.tok = Tokenizer::from_gguf(l.model->file());
-  if (l.tok->n_vocab() != l.model->n_vocab())
+  // HF folders often pad the embedding beyond the tokenizer's ids; more ids than rows is an error.
+  if (l.tok->n_vocab() > l.model->n_vocab() ||
+      (l.tok->n_vocab() != l.model->n_vocab() && l.model->file().find("tokenizer.huggingface.json") == nullptr))
     fail("model", path + ": tokenizer has " + std::to_string(l.tok->n_vocab()) +
                       " tokens but the embedding has " + std::to_string(l.model->n_vocab()) + " rows");
   const int64_t train = l.model->config().n_ctx_train;

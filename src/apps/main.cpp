@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   add(register_serve);
   add(register_quantize);
   add(register_synth);
+  add(register_convert);
 
   // llama.cpp habit: multi-letter single-dash flags ("-hf"); CLI11 wants "--hf".
   std::vector<std::string> args;

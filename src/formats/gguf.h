@@ -75,6 +75,10 @@ class File {
   static File open(const std::string& path);
   // Parses an in-memory image (the fuzz target and corruption tests use this).
   static File parse(std::shared_ptr<MappedFile> mapping);
+  // An in-memory file (Hugging Face folders): `name` for messages, tensor data pointing into
+  // memory that `owners` keep alive (mappings, converted copies). Names must be unique.
+  static File from_parts(std::string name, std::vector<KV> kvs, std::vector<TensorInfo> tensors,
+                         std::vector<std::shared_ptr<const void>> owners);
 
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
@@ -98,6 +102,7 @@ class File {
 
  private:
   std::shared_ptr<MappedFile> mapping_;
+  std::vector<std::shared_ptr<const void>> owners_;  // from_parts: what tensor data points into
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   uint64_t data_offset_ = 0;

@@ -114,6 +114,22 @@ Value read_value(Cursor& c, ValueType type, const std::string& what, int depth) 
 
 File File::open(const std::string& path) { return parse(MappedFile::open(path)); }
 
+File File::from_parts(std::string name, std::vector<KV> kvs, std::vector<TensorInfo> tensors,
+                      std::vector<std::shared_ptr<const void>> owners) {
+  File f;
+  f.mapping_ = MappedFile::borrow(nullptr, 0, std::move(name));
+  f.version_ = 3;
+  f.owners_ = std::move(owners);
+  f.kvs_ = std::move(kvs);
+  f.tensors_ = std::move(tensors);
+  for (size_t i = 0; i < f.kvs_.size(); ++i)
+    if (!f.kv_index_.emplace(f.kvs_[i].key, i).second) fail("gguf", f.path() + ": duplicate metadata key '" + f.kvs_[i].key + "'");
+  for (size_t i = 0; i < f.tensors_.size(); ++i)
+    if (!f.tensor_index_.emplace(f.tensors_[i].name, i).second)
+      fail("gguf", f.path() + ": duplicate tensor name '" + f.tensors_[i].name + "'");
+  return f;
+}
+
 File File::parse(std::shared_ptr<MappedFile> mapping) {
   File f;
   f.mapping_ = std::move(mapping);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "formats/hf_folder.h"
 #include "ops/ops.h"
 #include "util/error.h"
 
@@ -10,7 +11,7 @@ namespace coppice {
 
 std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& opts) {
   std::unique_ptr<Model> m(new Model());
-  m->file_ = gguf::File::open(path);
+  m->file_ = hf::open_model_file(path);  // a GGUF, or a Hugging Face folder seen as one
   m->cfg_ = ModelConfig::from_gguf(m->file_);
   m->w_ = ModelWeights::from_gguf(m->file_, m->cfg_);
   const int nt = opts.n_threads > 0 ? opts.n_threads : ThreadPool::default_threads();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/unicode.h"
 #include "util/error.h"
 
@@ -29,12 +30,35 @@ void set_id(int32_t& dst, const std::optional<int64_t>& v, size_t n) {
   if (v && *v >= 0 && *v < static_cast<int64_t>(n)) dst = static_cast<int32_t>(*v);
 }
 
+// End-of-turn tokens that converters often leave unlabelled (llama.cpp finds them by text),
+// then the end-of-generation set.
+void find_eog(tok::Vocab& v) {
+  if (v.eot < 0) {
+    for (const char* name : {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+                             "<|end_of_text|>", "<EOT>", "_<EOT>", "<｜end▁of▁sentence｜>", "<end_of_utterance>"}) {
+      const int32_t id = v.find(name);
+      if (id >= 0) {
+        v.eot = id;
+        if (v.type[id] != TokenType::Control && v.type[id] != TokenType::UserDefined) v.type[id] = TokenType::Control;
+        break;
+      }
+    }
+  }
+  if (v.eom < 0) v.eom = v.find("<|eom_id|>");
+  for (int32_t id : {v.eos, v.eot, v.eom}) {
+    if (id >= 0 && std::find(v.eog.begin(), v.eog.end(), id) == v.eog.end()) v.eog.push_back(id);
+  }
+}
+
 }  // namespace
 
 Tokenizer::Tokenizer(tok::Vocab vocab) : vocab_(std::move(vocab)) {}
 Tokenizer::~Tokenizer() = default;
 
 std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& f) {
+  if (const auto json = f.get_string("tokenizer.huggingface.json")) {
+    return from_hf_json(*json, f.get_string("tokenizer.huggingface.config").value_or(""), f.path());
+  }
   tok::Metadata m;
   m.source = f.path();
   const auto model = f.get_string("tokenizer.ggml.model");
@@ -61,6 +85,28 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& f) {
   m.add_sep = f.get_bool("tokenizer.ggml.add_sep_token");
   m.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix");
   return from_metadata(std::move(m));
+}
+
+std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(std::string_view tokenizer_json, std::string_view tokenizer_config,
+                                                   const std::string& source) {
+  tok::Vocab v;
+  std::unique_ptr<tok::HfPipeline> hf;
+  try {
+    hf = std::make_unique<tok::HfPipeline>(tokenizer_json, tokenizer_config, v);
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    if (msg.rfind("[tokenizer] ", 0) == 0) msg.erase(0, 12);
+    fail("tokenizer", source + ": " + msg);
+  }
+  v.source = source;
+  find_eog(v);
+  std::unique_ptr<Tokenizer> t(new Tokenizer(std::move(v)));
+  t->hf_ = std::move(hf);
+  for (int32_t id = 0; id < t->n_vocab(); ++id) {
+    const TokenType ty = t->vocab_.type[id];
+    if (ty == TokenType::Control || ty == TokenType::UserDefined) t->special_by_len_.push_back(id);
+  }
+  return t;
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::from_metadata(tok::Metadata m) {
@@ -128,22 +174,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_metadata(tok::Metadata m) {
   }
   if (m.add_space_prefix && v.model == "llama") v.add_space_prefix = *m.add_space_prefix;
 
-  // End-of-turn tokens that converters often leave unlabelled (llama.cpp finds them by text).
-  if (v.eot < 0) {
-    for (const char* name : {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-                             "<|end_of_text|>", "<EOT>", "_<EOT>", "<｜end▁of▁sentence｜>", "<end_of_utterance>"}) {
-      const int32_t id = v.find(name);
-      if (id >= 0) {
-        v.eot = id;
-        if (v.type[id] != TokenType::Control && v.type[id] != TokenType::UserDefined) v.type[id] = TokenType::Control;
-        break;
-      }
-    }
-  }
-  if (v.eom < 0) v.eom = v.find("<|eom_id|>");
-  for (int32_t id : {v.eos, v.eot, v.eom}) {
-    if (id >= 0 && std::find(v.eog.begin(), v.eog.end(), id) == v.eog.end()) v.eog.push_back(id);
-  }
+  find_eog(v);
 
   std::unique_ptr<Tokenizer> t(new Tokenizer(std::move(v)));
   const tok::Vocab& vv = t->vocab_;
@@ -164,6 +195,11 @@ std::unique_ptr<Tokenizer> Tokenizer::from_metadata(tok::Metadata m) {
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+  if (hf_) {
+    std::vector<int32_t> out;
+    hf_->encode(text, add_special, parse_special, out);
+    return out;
+  }
   // Fragments: raw text ranges (token < 0) or one special token. Each special token, longest
   // first, splits every remaining raw fragment (llama.cpp's tokenizer_st_partition).
   struct Frag {
@@ -223,6 +259,11 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
 std::string Tokenizer::token_to_piece(int32_t id, bool render_special) const {
   if (id < 0 || id >= n_vocab()) return {};
   const std::string& t = vocab_.text[id];
+  if (hf_) {
+    const TokenType ty = vocab_.type[id];
+    if (ty == TokenType::Control || ty == TokenType::Unknown || ty == TokenType::Unused) return render_special ? t : std::string();
+    return hf_->piece(id);
+  }
   switch (vocab_.type[id]) {
     case TokenType::Control:
     case TokenType::Unknown:
@@ -262,6 +303,7 @@ std::string Tokenizer::token_to_piece(int32_t id, bool render_special) const {
 }
 
 bool Tokenizer::strips_leading_space() const {
+  if (hf_) return hf_->strips_leading_space();
   return (vocab_.model == "llama" && vocab_.add_space_prefix) || vocab_.model == "bert";
 }
 

@@ -19,6 +19,7 @@ namespace coppice {
 
 namespace tok {
 class Model;
+class HfPipeline;
 }
 
 class Tokenizer {
@@ -27,6 +28,11 @@ class Tokenizer {
   static std::unique_ptr<Tokenizer> from_gguf(const gguf::File& file);
   // Builds from already-extracted metadata (tests, other loaders).
   static std::unique_ptr<Tokenizer> from_metadata(tok::Metadata meta);
+  // Builds from a Hugging Face tokenizer.json (and tokenizer_config.json text, "" if absent);
+  // `source` names it in errors. GGUFs made by `coppice convert` keep both texts under
+  // tokenizer.huggingface.json / tokenizer.huggingface.config, which from_gguf prefers.
+  static std::unique_ptr<Tokenizer> from_hf_json(std::string_view tokenizer_json, std::string_view tokenizer_config,
+                                                 const std::string& source);
   ~Tokenizer();
 
   // add_special: BOS/EOS per the model's add_bos/add_eos ([CLS]/[SEP] for bert).
@@ -65,6 +71,7 @@ class Tokenizer {
   explicit Tokenizer(tok::Vocab vocab);
   tok::Vocab vocab_;
   std::unique_ptr<tok::Model> impl_;
+  std::unique_ptr<tok::HfPipeline> hf_;  // set for tokenizer.json tokenizers (impl_ unused)
   std::vector<int32_t> special_by_len_;  // control/user-defined/unknown ids, longest text first
 };
 
