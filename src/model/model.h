@@ -85,6 +85,7 @@ class Model {
     std::vector<float> sel_w;       // [n_tok][n_expert_used] their weights
     std::vector<int> by_expert;     // [n_tok * n_expert_used] (token, slot) grouped by expert
     std::vector<int> expert_start;  // [n_expert + 1] offsets into by_expert
+    std::vector<int> expert_fill;   // [n_expert] next free slot while grouping
     std::vector<float> xe;          // [n_routed][n_embd] gathered inputs of one expert
     std::vector<float> ye;          // [n_routed][n_embd] its outputs
     std::vector<float> ge, ue;      // [n_routed][n_ff_exp]

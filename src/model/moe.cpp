@@ -46,9 +46,9 @@ void Model::moe_ffn(const LayerWeights& L, int n) {
   for (size_t j = 0; j < un * k; ++j) ++s_.expert_start[s_.sel[j] + 1];
   for (int64_t e = 0; e < ne; ++e) s_.expert_start[e + 1] += s_.expert_start[e];
   s_.by_expert.resize(un * k);
-  for (int64_t e = 0, pos = 0; e < ne; ++e)  // stable: token order within an expert
-    for (size_t j = 0; j < un * k; ++j)
-      if (s_.sel[j] == e) s_.by_expert[static_cast<size_t>(pos++)] = static_cast<int>(j);
+  s_.expert_fill.assign(s_.expert_start.begin(), s_.expert_start.end() - 1);
+  for (size_t j = 0; j < un * k; ++j)  // stable: token order within an expert
+    s_.by_expert[static_cast<size_t>(s_.expert_fill[s_.sel[j]]++)] = static_cast<int>(j);
 
   std::memset(out, 0, sizeof(float) * un * E);
   for (int64_t e = 0; e < ne; ++e) {
