@@ -1,4 +1,6 @@
-// `coppice synth`: a random-weight llama GGUF of any shape, so benchmarks need no download.
+// `coppice synth`: a random-weight GGUF of any supported architecture and shape, so benchmarks
+// and tests need no download (llama, qwen2, qwen3, qwen2moe, qwen3moe, gemma2, gemma3, phi3;
+// llama with experts is Mixtral, with a sliding window Mistral).
 // Weights ~ N(0, std) from a counter-based PRNG keyed by (seed, tensor, row): the same options
 // give a byte-identical file whatever the thread count. Each row is generated in f32 and
 // quantized straight to its type; tensors stream to disk one at a time.
@@ -13,6 +15,7 @@
 namespace coppice {
 
 struct SynthOptions {
+  std::string arch = "llama";  // general.architecture
   int64_t dim = 2048;
   int64_t layers = 16;
   int64_t heads = 32;
@@ -25,7 +28,25 @@ struct SynthOptions {
   bool pure = false;         // every 2-D tensor in the base type (no preset mix)
   uint64_t seed = 1;
   float std_dev = 0.02f;
-  bool tied = false;         // no output.weight: the output reuses token_embd
+  bool tied = false;         // no output.weight: the output reuses token_embd (always for gemma)
+  int64_t head_dim = 0;      // 0: dim / heads (else attention.key_length)
+  // Mixture of experts (llama = Mixtral, qwen2moe, qwen3moe).
+  int64_t experts = 0;       // expert_count (required > 0 for the *moe arches)
+  int64_t experts_used = 2;  // expert_used_count
+  int64_t ffn_exp = 0;       // expert_feed_forward_length, 0: ffn
+  int64_t ffn_shexp = 0;     // qwen2moe shared expert size, 0: ffn
+  int64_t sliding_window = 0;  // attention.sliding_window (gemma: required > 0)
+  // RoPE scaling: "none", "linear", "llama3" (rope_freqs.weight + metadata), "longrope"
+  // (phi3: rope_factors_long/short.weight + attn_factor).
+  std::string rope_scaling = "none";
+  float rope_factor = 8.0f;
+  int64_t rope_orig_ctx = 0;       // original_context_length, 0: ctx / 4
+  bool rope_freqs_tensor = true;   // llama3: also write rope_freqs.weight
+  float rope_base_swa = 10000.0f;  // gemma3 local layers
+  float attn_softcap = 50.0f, final_softcap = 30.0f;  // gemma2
+  float attn_scale = 0.0f;   // attention.scale, 0: not written
+  float norm_std = 0.0f;     // norms = 1 + N(0, norm_std); biases ~ N(0, std)
+  float rms_eps = 1e-5f;
   int n_threads = 0;         // 0: physical cores
   std::function<void(size_t, size_t, const std::string&, uint64_t, double)> on_progress;
   std::function<void(const std::string&)> on_note;

@@ -1,5 +1,6 @@
 #include "model/kv_cache.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -63,6 +64,7 @@ void KvCache::fork_sequence(SeqId src, SeqId dst) {
 int KvCache::length(SeqId id) const { return static_cast<int>(seq(id).positions.size()); }
 
 int32_t KvCache::position(SeqId id, int cell) const { return seq(id).positions.at(cell); }
+std::span<const int32_t> KvCache::positions(SeqId id) const { return seq(id).positions; }
 
 int KvCache::blocks_needed(SeqId id, int n_new) const {
   const Seq& s = seq(id);
@@ -125,14 +127,16 @@ void* KvCache::v_row(int layer, SeqId id, int cell) {
   return cell_ptr(v_, layer, s.blocks[cell / opts_.block_size], cell % opts_.block_size);
 }
 
-void KvCache::chunks(int layer, SeqId id, int n, std::vector<ops::KvChunk>& out) const {
+void KvCache::chunks(int layer, SeqId id, int begin, int end, std::vector<ops::KvChunk>& out) const {
   const Seq& s = seq(id);
-  CP_ASSERT(n <= static_cast<int>(s.positions.size()));
+  CP_ASSERT(begin >= 0 && begin <= end && end <= static_cast<int>(s.positions.size()));
   out.clear();
   const int bs = opts_.block_size;
-  for (int start = 0, bi = 0; start < n; start += bs, ++bi) {
-    const int cnt = n - start < bs ? n - start : bs;
-    out.push_back({cell_ptr(k_, layer, s.blocks[bi], 0), cell_ptr(v_, layer, s.blocks[bi], 0), cnt});
+  for (int c = begin; c < end;) {
+    const int bi = c / bs, off = c % bs;
+    const int cnt = std::min(end - c, bs - off);
+    out.push_back({cell_ptr(k_, layer, s.blocks[bi], off), cell_ptr(v_, layer, s.blocks[bi], off), cnt});
+    c += cnt;
   }
 }
 

@@ -36,6 +36,7 @@ class KvCache {
   void fork_sequence(SeqId src, SeqId dst);
   int length(SeqId id) const;                  // cells in use
   int32_t position(SeqId id, int cell) const;  // RoPE position of a cell
+  std::span<const int32_t> positions(SeqId id) const;  // [length] every cell's position
 
   // Appends cells with the given positions; returns false (and changes nothing) when the pool
   // cannot supply the blocks. Copies a shared last block before it is written (COW).
@@ -47,7 +48,11 @@ class KvCache {
   void* k_row(int layer, SeqId id, int cell);
   void* v_row(int layer, SeqId id, int cell);
   // The first n cells of a sequence as contiguous chunks (one per block) for attention.
-  void chunks(int layer, SeqId id, int n, std::vector<ops::KvChunk>& out) const;
+  void chunks(int layer, SeqId id, int n, std::vector<ops::KvChunk>& out) const {
+    chunks(layer, id, 0, n, out);
+  }
+  // Cells [begin, end) of a sequence as chunks (sliding-window attention starts late).
+  void chunks(int layer, SeqId id, int begin, int end, std::vector<ops::KvChunk>& out) const;
 
   // ---- Prefix cache: full blocks published under a chained hash of their tokens ----
   // Publishes logical block `lb` of a sequence (it must be full) under `hash`; `tokens` are

@@ -24,6 +24,9 @@ struct BatchToken {
 
 struct ModelOptions {
   int n_threads = 0;  // 0: physical cores
+  // Context length the model will be run at; picks LongRoPE's long factors when it exceeds
+  // the original training context (Phi-3). 0: the original context (short factors).
+  int64_t n_ctx = 0;
 };
 
 class Model {
@@ -53,12 +56,19 @@ class Model {
   Model() = default;
   void forward_layer(int il, std::span<const BatchToken> batch, KvCache& cache,
                      std::span<const int> cells);
+  void attention_qkv(int il, std::span<const BatchToken> batch);  // xn -> roped q, k; v
+  // Feed-forward branch of layer il on xn: result in tmp ([n][n_embd]).
+  void dense_ffn(const LayerWeights& L, int n);
+  void moe_ffn(const LayerWeights& L, int n);  // model/moe.cpp
+  void window_begins(std::span<const BatchToken> batch, const KvCache& cache,
+                     std::span<const int> cells);
 
   gguf::File file_;
   ModelConfig cfg_;
   ModelWeights w_;
   PackedStore packed_;  // owns the packed rows that some of w_'s views point into
   std::unique_ptr<ThreadPool> pool_;
+  const float* rope_factors_ = nullptr;  // [rope_dim / 2] chosen at load (llama3 / LongRoPE)
 
   // Scratch, grow-only: no allocation per token once warm.
   struct Scratch {
@@ -71,6 +81,18 @@ class Model {
     std::vector<float> gate;  // [n_tok][n_ff]
     std::vector<float> up;    // [n_tok][n_ff]
     std::vector<float> tmp;   // [n_tok][n_embd]
+    std::vector<float> fused; // [n_tok][q_dim + 2 kv_dim] or [n_tok][2 n_ff] fused outputs
+    std::vector<int> swa_begin;  // [n_tok] first cache cell inside the sliding window
+    // Mixture of experts (model/moe.cpp).
+    std::vector<float> router;      // [n_tok][n_expert] probabilities
+    std::vector<int> sel;           // [n_tok][n_expert_used] chosen experts
+    std::vector<float> sel_w;       // [n_tok][n_expert_used] their weights
+    std::vector<int> by_expert;     // [n_tok * n_expert_used] (token, slot) grouped by expert
+    std::vector<int> expert_start;  // [n_expert + 1] offsets into by_expert
+    std::vector<int> expert_fill;   // [n_expert] next free slot while grouping
+    std::vector<float> xe;          // [n_routed][n_embd] gathered inputs of one expert
+    std::vector<float> ye;          // [n_routed][n_embd] its outputs
+    std::vector<float> ge, ue;      // [n_routed][n_ff_exp]
     std::vector<uint8_t> act;  // quantized activations for matmul
     std::vector<int> cells;    // [n_tok] cache cell of each batch token
     std::vector<std::pair<SeqId, std::vector<int32_t>>> per_seq;  // new positions per sequence

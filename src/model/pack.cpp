@@ -14,7 +14,7 @@ namespace {
 
 void pack_one(WeightView& v, const gguf::File& file, ThreadPool& pool, PackedStore& store) {
   const kernels::PackedKernels* pk = kernels::kernels().packed[static_cast<uint32_t>(v.type)];
-  if (pk == nullptr || v.packed != nullptr || v.n_in % pk->k_multiple != 0) return;
+  if (!v.valid() || pk == nullptr || v.packed != nullptr || v.n_in % pk->k_multiple != 0) return;
   const size_t row = pk->row_bytes(v.n_in);
   const size_t bytes = (row * static_cast<size_t>(v.n_out) + 63) / 64 * 64;
   std::unique_ptr<uint8_t[], PackedStore::Free> buf(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
@@ -41,7 +41,8 @@ PackedStore pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& po
     return store;
   }
   for (LayerWeights& l : w.layers) {
-    for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+    for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wqkv, &l.wo, &l.w_gate, &l.w_up, &l.w_down,
+                          &l.gate_shexp, &l.up_shexp, &l.down_shexp}) {
       pack_one(*v, file, pool, store);
     }
   }

@@ -19,8 +19,9 @@ struct PackedStore {
   int n_packed = 0;      // matrices packed
 };
 
-// Packs every matmul weight of `w` that has a packed layout on this ISA (token_embd, read by
-// row lookups, stays in place; a tied output then stays in place too). COPPICE_PACK=0 disables.
+// Packs every dense matmul weight of `w` that has a packed layout on this ISA. Stay in place:
+// token_embd (read by row lookups; a tied output with it), the MoE router and the 3-D expert
+// tensors (addressed by stride). COPPICE_PACK=0 disables.
 PackedStore pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& pool);
 
 }  // namespace coppice

@@ -1,5 +1,6 @@
 #include "model/weights.h"
 
+#include "model/arch.h"
 #include "util/error.h"
 
 namespace coppice {
@@ -11,30 +12,25 @@ std::string shape_str(const std::vector<int64_t>& d) {
   return s + "]";
 }
 
-const gguf::TensorInfo& need(const gguf::File& f, const std::string& name) {
-  const gguf::TensorInfo* t = f.tensor(name);
-  if (!t) fail("model", f.path() + ": missing tensor '" + name + "'");
-  return *t;
-}
-
-// 1-D tensors (norms) are dequantized once into owned f32 buffers.
-std::vector<float> vector_f32(const gguf::File& f, const std::string& name, int64_t n) {
-  const gguf::TensorInfo& t = need(f, name);
-  if (t.n_elements() != n || t.dims.size() != 1)
-    fail("model", f.path() + ": tensor '" + name + "' has shape " + shape_str(t.dims) +
-                      ", expected [" + std::to_string(n) + "]");
-  std::vector<float> out(static_cast<size_t>(n));
-  type_traits(t.type)->to_float(t.data, out.data(), n);
-  return out;
-}
+std::string blk(int64_t il, const char* name) { return "blk." + std::to_string(il) + "." + name; }
 
 }  // namespace
 
-WeightView weight_view(const gguf::File& f, const std::string& name, int64_t n_in, int64_t n_out) {
-  const gguf::TensorInfo& t = need(f, name);
+void WeightBinder::error(const std::string& msg) const {
+  fail("model", arch_ + ": " + msg + " (" + f_.path() + ")");
+}
+
+const gguf::TensorInfo& WeightBinder::need(const std::string& name) const {
+  const gguf::TensorInfo* t = f_.tensor(name);
+  if (!t) error("missing tensor " + name);
+  return *t;
+}
+
+WeightView WeightBinder::mat(const std::string& name, int64_t n_in, int64_t n_out) const {
+  const gguf::TensorInfo& t = need(name);
   if (t.dims.size() != 2 || t.dims[0] != n_in || t.dims[1] != n_out)
-    fail("model", f.path() + ": tensor '" + name + "' has shape " + shape_str(t.dims) +
-                      ", expected [" + std::to_string(n_in) + ", " + std::to_string(n_out) + "]");
+    error("tensor " + name + " has shape " + shape_str(t.dims) + ", expected [" + std::to_string(n_in) +
+                    ", " + std::to_string(n_out) + "]");
   WeightView w;
   w.type = t.type;
   w.data = t.data;
@@ -44,36 +40,108 @@ WeightView weight_view(const gguf::File& f, const std::string& name, int64_t n_i
   return w;
 }
 
-ModelWeights ModelWeights::from_gguf(const gguf::File& f, ModelConfig& cfg) {
-  ModelWeights w;
-  const gguf::TensorInfo& emb = need(f, "token_embd.weight");
-  if (emb.dims.size() != 2 || emb.dims[0] != cfg.n_embd)
-    fail("model", f.path() + ": tensor 'token_embd.weight' has shape " + shape_str(emb.dims) +
-                      ", expected [" + std::to_string(cfg.n_embd) + ", n_vocab]");
-  cfg.n_vocab = emb.dims[1];
-  w.token_embd = weight_view(f, "token_embd.weight", cfg.n_embd, cfg.n_vocab);
-  w.output_norm = vector_f32(f, "output_norm.weight", cfg.n_embd);
-  if (f.tensor("output.weight")) {
-    w.output = weight_view(f, "output.weight", cfg.n_embd, cfg.n_vocab);
+ExpertsView WeightBinder::experts(const std::string& name, int64_t n_in, int64_t n_out,
+                                  int64_t n_expert) const {
+  const gguf::TensorInfo& t = need(name);
+  if (t.dims.size() != 3 || t.dims[0] != n_in || t.dims[1] != n_out || t.dims[2] != n_expert)
+    error("tensor " + name + " has shape " + shape_str(t.dims) + ", expected [" + std::to_string(n_in) +
+                    ", " + std::to_string(n_out) + ", " + std::to_string(n_expert) + "]");
+  ExpertsView e;
+  e.first.type = t.type;
+  e.first.data = t.data;
+  e.first.n_in = n_in;
+  e.first.n_out = n_out;
+  e.first.row_bytes = row_size(*type_traits(t.type), n_in);
+  e.stride = e.first.row_bytes * static_cast<size_t>(n_out);
+  e.n_expert = n_expert;
+  return e;
+}
+
+std::vector<float> WeightBinder::vec(const std::string& name, int64_t n) const {
+  const gguf::TensorInfo& t = need(name);
+  if (t.n_elements() != n || t.dims.size() != 1)
+    error("tensor " + name + " has shape " + shape_str(t.dims) + ", expected [" + std::to_string(n) + "]");
+  std::vector<float> out(static_cast<size_t>(n));
+  type_traits(t.type)->to_float(t.data, out.data(), n);
+  return out;
+}
+
+WeightView weight_view(const gguf::File& f, const std::string& name, int64_t n_in, int64_t n_out) {
+  return WeightBinder(f, "model").mat(name, n_in, n_out);
+}
+
+void bind_embeddings(const WeightBinder& b, ModelConfig& cfg, ModelWeights& w) {
+  const std::vector<int64_t> d = b.dims("token_embd.weight");
+  if (d.size() != 2 || d[0] != cfg.n_embd)
+    b.error("tensor token_embd.weight has shape " + shape_str(d) + ", expected [" +
+                                     std::to_string(cfg.n_embd) + ", n_vocab]:");
+  cfg.n_vocab = d[1];
+  w.token_embd = b.mat("token_embd.weight", cfg.n_embd, cfg.n_vocab);
+  w.output_norm = b.vec("output_norm.weight", cfg.n_embd);
+  w.tied_output = !b.has("output.weight");
+  w.output = w.tied_output ? w.token_embd : b.mat("output.weight", cfg.n_embd, cfg.n_vocab);
+}
+
+void bind_attention(const WeightBinder& b, const ModelConfig& cfg, int64_t il, LayerWeights& l) {
+  const int64_t E = cfg.n_embd, qd = cfg.n_head * cfg.head_dim, kvd = cfg.n_head_kv * cfg.head_dim;
+  l.attn_norm = b.vec(blk(il, "attn_norm.weight"), E);
+  if (cfg.fused_qkv) {
+    l.wqkv = b.mat(blk(il, "attn_qkv.weight"), E, qd + 2 * kvd);
   } else {
-    w.output = w.token_embd;
-    w.tied_output = true;
+    l.wq = b.mat(blk(il, "attn_q.weight"), E, qd);
+    l.wk = b.mat(blk(il, "attn_k.weight"), E, kvd);
+    l.wv = b.mat(blk(il, "attn_v.weight"), E, kvd);
   }
-  const int64_t q_dim = cfg.n_head * cfg.head_dim, kv_dim = cfg.n_head_kv * cfg.head_dim;
-  for (int64_t i = 0; i < cfg.n_layer; ++i) {
-    const std::string p = "blk." + std::to_string(i) + ".";
-    LayerWeights l;
-    l.attn_norm = vector_f32(f, p + "attn_norm.weight", cfg.n_embd);
-    l.wq = weight_view(f, p + "attn_q.weight", cfg.n_embd, q_dim);
-    l.wk = weight_view(f, p + "attn_k.weight", cfg.n_embd, kv_dim);
-    l.wv = weight_view(f, p + "attn_v.weight", cfg.n_embd, kv_dim);
-    l.wo = weight_view(f, p + "attn_output.weight", q_dim, cfg.n_embd);
-    l.ffn_norm = vector_f32(f, p + "ffn_norm.weight", cfg.n_embd);
-    l.w_gate = weight_view(f, p + "ffn_gate.weight", cfg.n_embd, cfg.n_ff);
-    l.w_up = weight_view(f, p + "ffn_up.weight", cfg.n_embd, cfg.n_ff);
-    l.w_down = weight_view(f, p + "ffn_down.weight", cfg.n_ff, cfg.n_embd);
-    w.layers.push_back(std::move(l));
+  if (cfg.qkv_bias) {
+    l.bq = b.vec(blk(il, "attn_q.bias"), qd);
+    l.bk = b.vec(blk(il, "attn_k.bias"), kvd);
+    l.bv = b.vec(blk(il, "attn_v.bias"), kvd);
   }
+  if (cfg.qk_norm) {
+    l.q_norm = b.vec(blk(il, "attn_q_norm.weight"), cfg.head_dim);
+    l.k_norm = b.vec(blk(il, "attn_k_norm.weight"), cfg.head_dim);
+  }
+  l.wo = b.mat(blk(il, "attn_output.weight"), qd, E);
+  if (cfg.post_norms) l.attn_post_norm = b.vec(blk(il, "post_attention_norm.weight"), E);
+}
+
+void bind_ffn(const WeightBinder& b, const ModelConfig& cfg, int64_t il, LayerWeights& l) {
+  const int64_t E = cfg.n_embd;
+  l.ffn_norm = b.vec(blk(il, "ffn_norm.weight"), E);
+  if (cfg.post_norms) l.ffn_post_norm = b.vec(blk(il, "post_ffw_norm.weight"), E);
+  if (cfg.n_expert == 0) {
+    if (cfg.fused_gate_up) {
+      l.w_up = b.mat(blk(il, "ffn_up.weight"), E, 2 * cfg.n_ff);
+    } else {
+      l.w_gate = b.mat(blk(il, "ffn_gate.weight"), E, cfg.n_ff);
+      l.w_up = b.mat(blk(il, "ffn_up.weight"), E, cfg.n_ff);
+    }
+    l.w_down = b.mat(blk(il, "ffn_down.weight"), cfg.n_ff, E);
+    return;
+  }
+  const int64_t ne = cfg.n_expert, ff = cfg.n_ff_exp;
+  l.gate_inp = b.mat(blk(il, "ffn_gate_inp.weight"), E, ne);
+  l.gate_exps = b.experts(blk(il, "ffn_gate_exps.weight"), E, ff, ne);
+  l.up_exps = b.experts(blk(il, "ffn_up_exps.weight"), E, ff, ne);
+  l.down_exps = b.experts(blk(il, "ffn_down_exps.weight"), ff, E, ne);
+  if (cfg.n_ff_shexp > 0) {
+    l.gate_inp_shexp = b.vec(blk(il, "ffn_gate_inp_shexp.weight"), E);
+    l.gate_shexp = b.mat(blk(il, "ffn_gate_shexp.weight"), E, cfg.n_ff_shexp);
+    l.up_shexp = b.mat(blk(il, "ffn_up_shexp.weight"), E, cfg.n_ff_shexp);
+    l.down_shexp = b.mat(blk(il, "ffn_down_shexp.weight"), cfg.n_ff_shexp, E);
+  }
+}
+
+ModelWeights ModelWeights::from_gguf(const gguf::File& f, ModelConfig& cfg) {
+  const ArchOps* ops = find_arch(cfg.arch);
+  CP_ASSERT(ops != nullptr);  // ModelConfig::from_gguf rejected unknown architectures
+  WeightBinder b(f, cfg.arch);
+  ModelWeights w;
+  bind_embeddings(b, cfg, w);
+  ops->bind(b, cfg, w);
+  for (const std::vector<float>* r : {&w.rope_freqs, &w.rope_long, &w.rope_short})
+    for (float x : *r)
+      if (!(x > 0)) b.error("RoPE frequency factors must be positive");
   return w;
 }
 

@@ -60,7 +60,8 @@ void attention(const float* q, std::span<const KvChunk> chunks, const AttentionS
         const float* qh = q + static_cast<int64_t>(h) * hd;
         float dot = 0;
         for (int d = 0; d < hd; ++d) dot += qh[d] * load(krow, kvh * hd + d, s.kv_type);
-        const float score = dot * s.scale;
+        float score = dot * s.scale;
+        if (s.softcap > 0) score = s.softcap * std::tanh(score / s.softcap);
         float* oh = out + static_cast<int64_t>(h) * hd;
         if (score > m[h]) {
           const float corr = std::exp(m[h] - score);  // exp(-inf) = 0 on the first key

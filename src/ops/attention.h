@@ -21,6 +21,7 @@ struct AttentionShape {
   int head_dim = 0;
   DType kv_type = DType::F16;  // F32, F16 or BF16
   float scale = 1.0f;          // usually 1/sqrt(head_dim)
+  float softcap = 0.0f;        // > 0: score = softcap * tanh(score / softcap) (Gemma 2)
 };
 
 // q: [n_head][head_dim]; out: [n_head][head_dim]. Keys in chunk order; `visible(i)` is not

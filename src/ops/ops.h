@@ -18,8 +18,30 @@ void rmsnorm(const float* x, const float* w, float* out, int64_t n, float eps);
 void rope(float* x, int n_head, int head_dim, int rope_dim, float pos, float freq_base,
           float freq_scale, bool neox);
 
+// The general form: theta_i = pos * freq_scale * base^(-2i/rope_dim) / freq_factors[i]
+// (llama3 / LongRoPE per-frequency factors, optional), cos and sin multiplied by mscale
+// (LongRoPE attention factor), as ggml_rope_ext does with ext_factor 0.
+struct RopeParams {
+  int rope_dim = 0;
+  float freq_base = 10000.0f;
+  float freq_scale = 1.0f;
+  const float* freq_factors = nullptr;  // [rope_dim / 2] or null
+  float mscale = 1.0f;
+  bool neox = false;
+};
+void rope(float* x, int n_head, int head_dim, float pos, const RopeParams& p);
+
 // gate[i] = silu(gate[i]) * up[i]; [n]
 void swiglu(float* gate, const float* up, int64_t n);
+
+// gate[i] = gelu(gate[i]) * up[i] with the tanh approximation (GeGLU, Gemma); [n]
+void geglu(float* gate, const float* up, int64_t n);
+
+// x[i] = cap * tanh(x[i] / cap) (Gemma 2 logit soft-capping); [n]
+void softcap(float* x, int64_t n, float cap);
+
+// y[i] += a * x[i]; [n]
+void axpy(float* y, float a, const float* x, int64_t n);
 
 // y[i] += x[i]; [n]
 void add(float* y, const float* x, int64_t n);
