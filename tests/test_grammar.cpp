@@ -387,6 +387,21 @@ TEST(GrammarRegex, FullMatchAndErrors) {
     EXPECT_THROW(regex_to_gbnf(bad), Error) << bad;
 }
 
+TEST(GrammarJsonSchema, PatternsUseSearchSemanticsAndJsonEscapes) {
+  auto g = compile_grammar(json_schema_to_gbnf(nlohmann::json::parse(R"({"type":"string","pattern":"ab+c"})")));
+  for (const char* yes : {"\"abbc\"", "\"zz abc q\"", "\"x\\\"abc\""}) {
+    Matcher m(g);
+    EXPECT_TRUE(m.accept(yes) && m.is_complete()) << yes;
+  }
+  for (const char* no : {"\"ac\"", "\"abb\"", "\"a\"bc\""}) {
+    Matcher m(g);
+    EXPECT_FALSE(m.accept(no) && m.is_complete()) << no;
+  }
+  auto q = compile_grammar(json_schema_to_gbnf(nlohmann::json::parse(R"({"type":"string","pattern":"^[\"x]$"})")));
+  Matcher m(q);
+  EXPECT_TRUE(m.accept("\"\\\"\"") && m.is_complete());  // the quote, JSON-escaped
+}
+
 TEST(GrammarJsonSchema, IntegerRangesAreExact) {
   const std::vector<std::pair<int64_t, int64_t>> ranges = {{0, 0}, {-5, 5}, {7, 123}, {-130, -17}, {99, 1001}, {-1, 0}};
   for (auto [lo, hi] : ranges) {

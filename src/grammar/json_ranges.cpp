@@ -39,14 +39,18 @@ std::string same_len(const std::string& A, const std::string& B) {
   return out + ")";
 }
 
-// Non-negative integers in [lo, hi]; hi < 0 means unbounded. Empty when the range is empty.
+// Non-negative integers in [lo, hi]; hi < 0 means unbounded (up to 16 digits). Empty when the
+// range is empty.
 std::string nonneg(int64_t lo, int64_t hi) {
   if (hi >= 0 && hi < lo) return "";
   const std::string sl = std::to_string(lo);
   std::vector<std::string> parts;
   if (hi < 0) {
     parts.push_back(same_len(sl, std::string(sl.size(), '9')));
-    parts.push_back("[1-9] [0-9]" + gbnf_repeat(static_cast<uint32_t>(sl.size()), kUnbounded));
+    // Longer numbers: at most 16 digits in all, like the unbounded integer rule (a valid
+    // subset that keeps a model from writing digits until max_tokens).
+    const auto more = static_cast<uint32_t>(sl.size());
+    if (more <= 15) parts.push_back("[1-9] [0-9]" + gbnf_repeat(more, 15));
   } else {
     const std::string sh = std::to_string(hi);
     for (size_t len = sl.size(); len <= sh.size(); ++len) {

@@ -45,7 +45,7 @@ const std::map<std::string, std::string> kFormats = {
     {"time", R"(time ::= ([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,6})? ("Z" | [+-] ([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9]))"},
     {"date-time", R"(date-time ::= date "T" time)"},
     {"uuid", R"(uuid ::= [0-9a-f]{8} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{12})"},
-    {"email", R"(email ::= [a-zA-Z0-9_+-]+ ("." [a-zA-Z0-9_+-]+)* "@" email-label ("." email-label)+
+    {"email", R"(email ::= [a-zA-Z0-9_+-]{1,16} ("." [a-zA-Z0-9_+-]{1,16}){0,2} "@" email-label ("." email-label){1,3}
 email-label ::= [a-zA-Z0-9] ([a-zA-Z0-9-]{0,20} [a-zA-Z0-9])?)"},
 };
 
