@@ -11,6 +11,7 @@
 #include "engine/grammar_sampling.h"
 #include "grammar/json_schema.h"
 #include "model/model.h"
+#include "server/request.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -154,4 +155,34 @@ TEST(GrammarCli, BadInputsExitNonZero) {
   r = testutil::run_cli(m + "--json-schema '{not json'");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("[json-schema] not valid JSON"), std::string::npos) << r.err;
+}
+
+TEST(GrammarServer, ResponseFormatAndGrammarFields) {
+  using server::parse_request;
+  const server::ParseLimits lim;
+  auto ok = [&](const std::string& extra) {
+    auto r = parse_request(R"({"messages":[{"role":"user","content":"hi"}],)" + extra + "}", server::Endpoint::Chat, lim);
+    EXPECT_TRUE(std::holds_alternative<server::ApiRequest>(r)) << extra;
+    return std::holds_alternative<server::ApiRequest>(r) ? std::get<server::ApiRequest>(r).gen.grammar != nullptr : false;
+  };
+  auto err = [&](const std::string& extra) {
+    auto r = parse_request(R"({"messages":[{"role":"user","content":"hi"}],)" + extra + "}", server::Endpoint::Chat, lim);
+    EXPECT_TRUE(std::holds_alternative<server::ApiError>(r)) << extra;
+    return std::holds_alternative<server::ApiError>(r) ? std::get<server::ApiError>(r) : server::ApiError(200, "");
+  };
+  EXPECT_FALSE(ok(R"("response_format":{"type":"text"})"));
+  EXPECT_TRUE(ok(R"("response_format":{"type":"json_object"})"));
+  EXPECT_TRUE(ok(R"("response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object","properties":{"a":{"type":"integer"}}}}})"));
+  EXPECT_TRUE(ok(R"("grammar":"root ::= \"yes\" | \"no\"")"));
+  auto e = err(R"("response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"array","uniqueItems":true}}})");
+  EXPECT_EQ(e.status, 400);
+  EXPECT_EQ(e.param, "response_format.json_schema.schema");
+  EXPECT_NE(std::string(e.what()).find("unsupported keyword 'uniqueItems'"), std::string::npos) << e.what();
+  EXPECT_EQ(e.to_json()["error"]["type"], "invalid_request_error");
+  e = err(R"("grammar":"root ::= [a")");
+  EXPECT_EQ(e.param, "grammar");
+  EXPECT_NE(std::string(e.what()).find("line 1, col 10"), std::string::npos) << e.what();
+  EXPECT_EQ(err(R"("response_format":{"type":"yaml"})").param, "response_format.type");
+  EXPECT_EQ(err(R"("response_format":{"type":"json_schema","json_schema":{"schema":{}}})").param, "response_format.json_schema.name");
+  EXPECT_EQ(err(R"("response_format":{"type":"json_object"},"grammar":"root ::= \"a\"")").status, 400);
 }

@@ -32,7 +32,11 @@ void print_stats(const GenerateStats& st) {
 
 int run(const RunArgs& a) {
   check_sampling(a.sampling);
+  const auto tg = std::chrono::steady_clock::now();
   const grammar::GrammarPtr g = load_grammar(a.grammar);  // before the model: bad input fails fast
+  if (g && a.model.verbose)
+    std::fprintf(stderr, "grammar: %zu rules, %zu elements, compiled in %.2f ms\n", g->n_rules(), g->elements.size(),
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tg).count());
   if (!a.prompt.empty() && !a.file.empty()) fail("cli", "give either -p or -f, not both");
   std::string prompt = a.prompt;
   if (!a.file.empty()) prompt = read_text(a.file);
