@@ -16,6 +16,7 @@ namespace {
 struct RunArgs {
   ModelArgs model;
   SamplingParams sampling;
+  GrammarArgs grammar;
   std::string prompt;
   std::string file;
   int n_predict = 128;
@@ -31,6 +32,11 @@ void print_stats(const GenerateStats& st) {
 
 int run(const RunArgs& a) {
   check_sampling(a.sampling);
+  const auto tg = std::chrono::steady_clock::now();
+  const grammar::GrammarPtr g = load_grammar(a.grammar);  // before the model: bad input fails fast
+  if (g && a.model.verbose)
+    std::fprintf(stderr, "grammar: %zu rules, %zu elements, compiled in %.2f ms\n", g->n_rules(), g->elements.size(),
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tg).count());
   if (!a.prompt.empty() && !a.file.empty()) fail("cli", "give either -p or -f, not both");
   std::string prompt = a.prompt;
   if (!a.file.empty()) prompt = read_text(a.file);
@@ -46,6 +52,11 @@ int run(const RunArgs& a) {
   KvCache cache = l.model->make_cache(l.n_ctx, l.kv_type);
   cache.add_sequence(0);
   Sampler sampler(a.sampling);
+  if (g) {
+    GrammarOptions go;
+    go.start_after = a.grammar.start_after;
+    sampler.set_constraint(make_grammar_constraint(g, GrammarVocab::from_tokenizer(*l.tok), go));
+  }
   StreamDecoder dec(*l.tok);
   if (!a.no_display_prompt) {
     std::fwrite(prompt.data(), 1, prompt.size(), stdout);
@@ -133,6 +144,7 @@ Action register_run(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("run", "generate text from a prompt");
   add_model_options(sub, a->model);
   add_sampling_options(sub, a->sampling);
+  add_grammar_options(sub, a->grammar);
   sub->add_option("-p,--prompt", a->prompt, "prompt text");
   sub->add_option("-f,--file", a->file, "read the prompt from a file");
   sub->add_option("-n,--n-predict", a->n_predict, "tokens to generate (-1 = until end)")->check(CLI::Range(-1, 1 << 24));

@@ -6,6 +6,10 @@
 #include <iostream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
+#include "grammar/json_schema.h"
+#include "grammar/regex.h"
 #include "util/download.h"
 #include "util/error.h"
 
@@ -57,6 +61,34 @@ void add_sampling_options(CLI::App* app, SamplingParams& p) {
         }
       },
       "bias a token: ID+BIAS or ID-BIAS (e.g. 15043+1)");
+}
+
+void add_grammar_options(CLI::App* app, GrammarArgs& a) {
+  app->add_option("--grammar", a.gbnf, "constrain the output with a GBNF grammar (text)");
+  app->add_option("--grammar-file", a.gbnf_file, "constrain the output with a GBNF grammar file");
+  app->add_option("--json-schema", a.json_schema, "constrain the output to a JSON Schema (JSON text or @FILE)");
+  app->add_option("--regex", a.regex, "constrain the output to match a regular expression (ECMAScript subset)");
+  app->add_option("--grammar-after", a.start_after, "apply the constraint only after this text (e.g. </think>)");
+}
+
+grammar::GrammarPtr load_grammar(const GrammarArgs& a) {
+  const int n = !a.gbnf.empty() + !a.gbnf_file.empty() + !a.json_schema.empty() + !a.regex.empty();
+  if (n == 0) return nullptr;
+  if (n > 1) fail("cli", "give only one of --grammar, --grammar-file, --json-schema, --regex");
+  std::string gbnf = a.gbnf;
+  if (!a.gbnf_file.empty()) gbnf = read_text(a.gbnf_file);
+  if (!a.regex.empty()) gbnf = grammar::regex_to_gbnf(a.regex);
+  if (!a.json_schema.empty()) {
+    const std::string text = a.json_schema[0] == '@' ? read_text(a.json_schema.substr(1)) : a.json_schema;
+    nlohmann::ordered_json schema;
+    try {
+      schema = nlohmann::ordered_json::parse(text);
+    } catch (const std::exception& e) {
+      fail("json-schema", std::string("not valid JSON: ") + e.what());
+    }
+    gbnf = grammar::json_schema_to_gbnf(schema);
+  }
+  return compile_grammar(gbnf);
 }
 
 void check_sampling(const SamplingParams& p) {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/grammar_sampling.h"
 #include "engine/sampling.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -39,6 +40,15 @@ Loaded load(const ModelArgs& a);
 
 // Reads a whole file (or stdin for "-"); throws coppice::Error naming the file.
 std::string read_text(const std::string& path);
+
+// Structured output: at most one of --grammar, --grammar-file, --json-schema, --regex.
+struct GrammarArgs {
+  std::string gbnf, gbnf_file, json_schema, regex;
+  std::string start_after;  // --grammar-after
+};
+void add_grammar_options(CLI::App* app, GrammarArgs& a);
+// The compiled grammar, or null when none was asked for; throws coppice::Error on bad input.
+grammar::GrammarPtr load_grammar(const GrammarArgs& a);
 
 // Throws coppice::Error when the sampling parameters are impossible.
 void check_sampling(const SamplingParams& p);

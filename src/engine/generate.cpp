@@ -40,7 +40,7 @@ GenerateStats generate(Model& model, KvCache& cache, SeqId seq, const Tokenizer&
   prefill(model, cache, seq, prompt, opts.n_batch, false, logits);
   st.prompt_ms = ms_since(t0);
   st.n_prompt = static_cast<int>(prompt.size());
-  for (int32_t t : prompt) sampler.accept(t);
+  for (int32_t t : prompt) sampler.accept_prompt(t);
 
   auto t1 = std::chrono::steady_clock::now();
   const int64_t cap = cache.block_size() * cache.n_blocks();

@@ -345,33 +345,42 @@ void Sampler::add_processor(std::unique_ptr<LogitProcessor> p, bool front) {
   procs_.insert(procs_.begin() + static_cast<std::ptrdiff_t>(pos), std::move(p));
 }
 
-void Sampler::run_chain(std::span<const float> logits) {
+void Sampler::set_constraint(std::unique_ptr<LogitProcessor> c, bool adaptive) {
+  constraint_ = std::move(c);
+  adaptive_ = adaptive;
+}
+
+// constraint_first: the fallback order (bias, penalties, constraint, truncation...), used when
+// the constraint masked every token that truncation had kept.
+void Sampler::run_chain(std::span<const float> logits, bool constraint_first) {
   cand_.assign(logits);
   const SamplingContext ctx{history_};
-  for (auto& proc : procs_) proc->apply(cand_, ctx);
+  bool done = !constraint_first;
+  for (auto& proc : procs_) {
+    const std::string_view n = proc->name();
+    if (!done && n != "logit_bias" && n != "penalties") {
+      constraint_->apply(cand_, ctx);
+      done = true;
+    }
+    proc->apply(cand_, ctx);
+  }
+  if (!done) constraint_->apply(cand_, ctx);
   float mx = -INFINITY;
   for (const auto& c : cand_.items) mx = std::max(mx, c.logit);
   if (!(mx > -INFINITY))
     fail("sampling", "no token left to sample: all " + std::to_string(cand_.items.size()) +
-                         " candidates have logit -inf or NaN (every token banned?)");
+                         " candidates have logit -inf or NaN (" +
+                         (constraint_first ? "the grammar allows none of them" : "every token banned?") + ")");
 }
 
-const Candidates& Sampler::process(std::span<const float> logits) {
-  run_chain(logits);
-  if (greedy()) {
-    const size_t best = best_index(cand_);
-    for (auto& c : cand_.items) c.p = 0.0f;
-    cand_.items[best].p = 1.0f;
-  } else {
-    cand_.softmax();
-  }
-  return cand_;
+void Sampler::apply_constraint(std::span<const float> logits) {
+  constraint_->apply(cand_, SamplingContext{history_});
+  for (const auto& c : cand_.items)
+    if (c.logit > -INFINITY) return;
+  run_chain(logits, true);
 }
 
-int32_t Sampler::sample(std::span<const float> logits) {
-  CP_ASSERT(!logits.empty());
-  if (greedy() && procs_.empty()) return argmax(logits);  // the hot path: no candidate list
-  run_chain(logits);
+int32_t Sampler::draw() {
   if (greedy()) return cand_.items[best_index(cand_)].id;
   cand_.softmax();
   // Inverse CDF in a fixed order with our own uniform: the same seed and logits give the same
@@ -389,11 +398,43 @@ int32_t Sampler::sample(std::span<const float> logits) {
   return cand_.items.back().id;
 }
 
-void Sampler::accept(int32_t token) { history_.push_back(token); }
+const Candidates& Sampler::process(std::span<const float> logits) {
+  run_chain(logits);
+  if (constraint_) apply_constraint(logits);
+  if (greedy()) {
+    const size_t best = best_index(cand_);
+    for (auto& c : cand_.items) c.p = 0.0f;
+    cand_.items[best].p = 1.0f;
+  } else {
+    cand_.softmax();
+  }
+  return cand_;
+}
+
+int32_t Sampler::sample(std::span<const float> logits) {
+  CP_ASSERT(!logits.empty());
+  if (greedy() && procs_.empty() && !constraint_) return argmax(logits);  // the hot path: no candidate list
+  run_chain(logits);
+  if (!constraint_) return draw();
+  if (adaptive_) {  // rejection fast path (see set_constraint)
+    const int32_t id = draw();
+    if (constraint_->allows(id)) return id;
+  }
+  apply_constraint(logits);
+  return draw();
+}
+
+void Sampler::accept(int32_t token) {
+  history_.push_back(token);
+  if (constraint_) constraint_->accept(token);
+}
+
+void Sampler::accept_prompt(int32_t token) { history_.push_back(token); }
 
 void Sampler::reset() {
   history_.clear();
   rng_ = Rng(effective_seed(p_.seed));
+  if (constraint_) constraint_->reset();
 }
 
 Logprobs Sampler::logprobs(std::span<const float> logits, int32_t chosen, int n_top) {

@@ -61,6 +61,14 @@ class LogitProcessor {
   virtual ~LogitProcessor() = default;
   virtual void apply(Candidates& c, const SamplingContext& ctx) = 0;
   virtual const char* name() const { return "custom"; }
+
+  // Hooks for stateful hard constraints (grammars), used through Sampler::set_constraint:
+  // apply() only bans tokens (sets -inf), allows(id) checks one token without a full mask,
+  // accept(id) advances the state with each generated token, reset() starts over.
+  virtual bool is_constraint() const { return false; }
+  virtual bool allows(int32_t /*id*/) { return true; }
+  virtual void accept(int32_t /*id*/) {}
+  virtual void reset() {}
 };
 
 // The built-in processors, each doing exactly one rule (all keep at least one candidate).
@@ -108,8 +116,9 @@ class Sampler {
   // (no candidate list). Throws coppice::Error when the processors left no token possible
   // (every candidate at -inf, e.g. all banned).
   int32_t sample(std::span<const float> logits);
-  void accept(int32_t token);  // records history for the penalties
-  void reset();                // clears history, reseeds
+  void accept(int32_t token);         // a generated token: history, and advances the constraint
+  void accept_prompt(int32_t token);  // a prompt token: history only
+  void reset();                       // clears history, reseeds, resets the constraint
 
   // Runs the chain without drawing and returns the distribution sample() draws from: the
   // surviving candidates with p filled (greedy: one-hot on the argmax). Valid until the next
@@ -119,6 +128,15 @@ class Sampler {
   // Inserts a processor (e.g. a grammar mask) after bias and penalties and before truncation
   // (front), or at the end of the chain, after temperature.
   void add_processor(std::unique_ptr<LogitProcessor> p, bool front = true);
+
+  // A hard constraint (e.g. make_grammar_constraint) masks the chain's output: sample() and
+  // process() draw from the chain's distribution restricted to allowed tokens, renormalized.
+  // If truncation left no allowed token, the mask is applied before truncation instead.
+  // adaptive: draw first and check only the drawn token; build the full mask only when it is
+  // rejected, then redraw from the masked distribution. P(draw y) = P(y) + P(rejected) *
+  // P(y)/P(allowed) = P(y)/P(allowed): exactly the masked distribution, usually far cheaper.
+  void set_constraint(std::unique_ptr<LogitProcessor> c, bool adaptive = true);
+  bool has_constraint() const { return constraint_ != nullptr; }
   const SamplingParams& params() const { return p_; }
   const std::vector<int32_t>& history() const { return history_; }
 
@@ -130,11 +148,15 @@ class Sampler {
   static std::vector<TokenLogprob> top_logprobs(std::span<const float> logits, int n);
 
  private:
-  void run_chain(std::span<const float> logits);
+  void run_chain(std::span<const float> logits, bool constraint_first = false);
+  void apply_constraint(std::span<const float> logits);  // masks cand_ (see set_constraint)
+  int32_t draw();                                         // from cand_ after the chain
   bool greedy() const { return p_.temperature <= 0; }
   SamplingParams p_;
   Rng rng_;
   std::vector<std::unique_ptr<LogitProcessor>> procs_;
+  std::unique_ptr<LogitProcessor> constraint_;  // applied after procs_
+  bool adaptive_ = true;
   std::vector<int32_t> history_;
   Candidates cand_;  // [<= n_vocab], reused between calls
 };

@@ -189,6 +189,15 @@ bool Engine::attach_prefix(Seq& s, int extra_blocks) {
   return true;
 }
 
+std::unique_ptr<Sampler> Engine::make_sampler(const GenRequest& q, const SamplingParams& sp) {
+  auto smp = std::make_unique<Sampler>(sp);
+  if (q.grammar) {
+    if (!grammar_vocab_) grammar_vocab_ = GrammarVocab::from_tokenizer(tok_);
+    smp->set_constraint(make_grammar_constraint(q.grammar, grammar_vocab_, q.grammar_options));
+  }
+  return smp;
+}
+
 bool Engine::start(const std::shared_ptr<Request>& r) {
   auto s = std::make_unique<Seq>();
   s->req = r;
@@ -196,8 +205,8 @@ bool Engine::start(const std::shared_ptr<Request>& r) {
   s->tokens = r->req.prompt;
   s->n_prompt = static_cast<int>(s->tokens.size());
   s->fork_pending = r->req.n > 1;
-  s->sampler = std::make_unique<Sampler>(r->req.sampling);
-  for (int32_t t : s->tokens) s->sampler->accept(t);
+  s->sampler = make_sampler(r->req, r->req.sampling);
+  for (int32_t t : s->tokens) s->sampler->accept_prompt(t);
   if (!attach_prefix(*s, r->req.n)) return false;
   r->cached_tokens = s->n_computed;
   {
@@ -345,8 +354,8 @@ void Engine::sample_and_emit(Seq& s, const float* logits) {
       child->chain = s.chain;
       SamplingParams sp = s.req->req.sampling;
       if (sp.seed != SamplingParams::kRandomSeed) sp.seed += static_cast<uint64_t>(c);
-      child->sampler = std::make_unique<Sampler>(sp);
-      for (int32_t t : child->tokens) child->sampler->accept(t);
+      child->sampler = make_sampler(s.req->req, sp);
+      for (int32_t t : child->tokens) child->sampler->accept_prompt(t);
       cache_.fork_sequence(s.id, child->id);
       targets.push_back(child.get());
       running_.push_back(std::move(child));

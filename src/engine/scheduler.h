@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/grammar_sampling.h"
 #include "engine/sampling.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -31,6 +32,8 @@ struct GenRequest {
   SamplingParams sampling;
   int top_logprobs = -1;     // -1: no logprobs; 0..20: the chosen token's plus this many
   bool ignore_eos = false;
+  grammar::GrammarPtr grammar;  // structured output: null = unconstrained
+  GrammarOptions grammar_options;
 };
 
 struct TokenEvent {
@@ -99,6 +102,7 @@ class Engine {
   void loop();
   void admit();
   bool start(const std::shared_ptr<Request>& r);
+  std::unique_ptr<Sampler> make_sampler(const GenRequest& q, const SamplingParams& sp);  // with its grammar
   void iterate();
   // Ends a choice: frees its KV, then emits `last` (or a finish event saying why).
   void finish(Seq& s, FinishReason why, const TokenEvent* last = nullptr);
@@ -110,6 +114,7 @@ class Engine {
 
   Model& model_;
   const Tokenizer& tok_;
+  std::shared_ptr<const GrammarVocab> grammar_vocab_;  // built on the first grammar request
   EngineOptions opts_;
   KvCache cache_;
 

@@ -6,6 +6,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/grammar_sampling.h"
+#include "grammar/json_schema.h"
+#include "util/error.h"
+
 namespace coppice::server {
 
 using json = nlohmann::json;
@@ -154,6 +158,49 @@ void parse_logit_bias(const json& v, SamplingParams& sp, const ParseLimits& lim)
   }
 }
 
+// Structured output: the grammar is compiled here, so a bad schema or grammar is a 400 that
+// names the field, never an engine failure.
+void set_grammar(ApiRequest& r, const std::string& param, const std::string& gbnf) {
+  if (r.gen.grammar) bad(param, "give only one of 'response_format' (json_object/json_schema) and 'grammar'");
+  try {
+    r.gen.grammar = compile_grammar(gbnf);
+  } catch (const Error& e) {
+    bad(param, e.what(), "invalid_grammar");
+  }
+}
+
+void parse_response_format(const json& v, ApiRequest& r) {
+  if (!v.is_object()) wrong_type("response_format", v, "an object");
+  if (!v.contains("type") || !v["type"].is_string()) bad("response_format.type", "'response_format.type' is required", "missing_field");
+  const std::string type = v["type"].get<std::string>();
+  for (const auto& [k, x] : v.items())
+    if (k != "type" && !(k == "json_schema" && type == "json_schema"))
+      bad("response_format." + k, "unsupported field 'response_format." + k + "'", "unknown_field");
+  if (type == "text") return;
+  if (type == "json_object") return set_grammar(r, "response_format", grammar::json_object_gbnf());
+  if (type != "json_schema")
+    bad("response_format.type", "'response_format.type' must be text, json_object or json_schema, got '" + type + "'");
+  if (!v.contains("json_schema") || !v["json_schema"].is_object())
+    bad("response_format.json_schema", "'response_format.json_schema' must be an object", "missing_field");
+  const json& js = v["json_schema"];
+  for (const auto& [k, x] : js.items()) {
+    if (k == "name" || k == "description") string("response_format.json_schema." + k, x);
+    else if (k == "strict") { if (!x.is_null()) boolean("response_format.json_schema.strict", x); }
+    else if (k != "schema") bad("response_format.json_schema." + k, "unsupported field 'response_format.json_schema." + k + "'", "unknown_field");
+  }
+  if (!js.contains("name")) bad("response_format.json_schema.name", "'response_format.json_schema.name' is required", "missing_field");
+  // The body was parsed with sorted keys; properties are generated in that order.
+  const nlohmann::ordered_json schema = js.contains("schema") ? nlohmann::ordered_json::parse(js["schema"].dump())
+                                                               : nlohmann::ordered_json::object();
+  std::string gbnf;
+  try {
+    gbnf = grammar::json_schema_to_gbnf(schema);
+  } catch (const Error& e) {
+    bad("response_format.json_schema.schema", e.what(), "invalid_schema");
+  }
+  set_grammar(r, "response_format.json_schema.schema", gbnf);
+}
+
 ApiRequest parse(std::string_view body, Endpoint ep, const ParseLimits& lim) {
   json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) bad("", "the request body is not valid JSON", "invalid_json");
@@ -233,6 +280,10 @@ ApiRequest parse(std::string_view body, Endpoint ep, const ParseLimits& lim) {
       }
     } else if (key == "user") {
       r.user = string(key, v);
+    } else if (key == "response_format") {
+      parse_response_format(v, r);
+    } else if (key == "grammar") {  // extension: a GBNF grammar
+      set_grammar(r, key, string(key, v));
     } else {
       bad(key, "unsupported field '" + key + "' for " + endpoint_path(ep), "unknown_field");
     }
