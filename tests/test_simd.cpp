@@ -225,6 +225,33 @@ TEST_P(SimdIsa, GemmTilesMatchVecDot) {
   }
 }
 
+// Attention kernels against their scalar twins, every KV type and every tail length.
+TEST_P(SimdIsa, AttentionKernelsMatchScalar) {
+  SKIP_IF_UNSUPPORTED();
+  std::mt19937 rng(17);
+  for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+    for (int64_t n : {1, 7, 8, 15, 16, 17, 31, 32, 33, 64, 100, 128, 256}) {
+      const auto q = make_floats(n, Dist::Normal, rng), kv = make_floats(n, Dist::Normal, rng);
+      std::vector<uint8_t> row(static_cast<size_t>(n) * (t == DType::F32 ? 4 : 2));
+      type_traits(t)->from_float(kv.data(), row.data(), n);
+      std::vector<float> kf(static_cast<size_t>(n));
+      type_traits(t)->to_float(row.data(), kf.data(), n);
+      double mag = 0;
+      for (int64_t i = 0; i < n; ++i) mag += std::fabs(double(q[i]) * kf[i]);
+      const float ref = kernels::attn_ref::dot(q.data(), row.data(), n, t);
+      const float got = K->attn.dot(q.data(), row.data(), n, t);
+      EXPECT_NEAR(got, ref, 2.0 * (n + 16) * kEps * mag + 1e-30) << dtype_name(t) << " n=" << n;
+      std::vector<float> y0 = q, y1 = q;
+      kernels::attn_ref::axpy(y0.data(), 0.37f, row.data(), n, t);
+      K->attn.axpy(y1.data(), 0.37f, row.data(), n, t);
+      for (int64_t i = 0; i < n; ++i) {  // one fused or two rounded operations per element
+        EXPECT_NEAR(y1[i], y0[i], 4 * kEps * (std::fabs(q[i]) + std::fabs(0.37 * kf[i])))
+            << dtype_name(t) << " n=" << n << " i=" << i;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(All, SimdIsa, ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::Avx512),
                          [](const auto& p) { return std::string(kernels::isa_name(p.param)); });
 

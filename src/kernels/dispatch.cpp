@@ -44,6 +44,7 @@ KernelSet make_scalar() {
     ks.to_float[id] = tt.to_float;
   }
   fill_ref_gemm(ks, std::make_index_sequence<std::size(kAllTypes)>{});
+  ks.attn = {attn_ref::dot, attn_ref::axpy};
   return ks;
 }
 
@@ -73,6 +74,7 @@ struct Tables {
     avx2::fill_dot(set[1]);
     avx2::fill_gemm(set[1]);
     avx2::fill_quant(set[1]);
+    avx2::fill_attn(set[1]);
     set[2] = set[0];
     set[2].isa = Isa::Avx512;
     set[2].name = "avx512";
@@ -80,6 +82,7 @@ struct Tables {
     avx512::fill_gemm(set[2]);
     avx512::fill_quant(set[2]);
     avx512::fill_packed(set[2]);
+    avx512::fill_attn(set[2]);
     for (int i = 1; i < 3; ++i) ok[i] = cpu_has(static_cast<Isa>(i));
     for (int i = 2; i >= 0; --i) {
       if (ok[i]) { best = static_cast<Isa>(i); break; }

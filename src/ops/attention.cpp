@@ -1,21 +1,16 @@
 #include "ops/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "kernels/dispatch.h"
 #include "util/error.h"
 #include "util/fp16.h"
 
 namespace coppice::ops {
 namespace {
 
-inline float load(const void* base, int64_t i, DType t) {
-  switch (t) {
-    case DType::F16: return fp16_to_fp32(static_cast<const uint16_t*>(base)[i]);
-    case DType::BF16: return bf16_to_fp32(static_cast<const uint16_t*>(base)[i]);
-    default: return static_cast<const float*>(base)[i];
-  }
-}
 
 size_t elem_size(DType t) { return t == DType::F32 ? 4 : 2; }
 
@@ -38,46 +33,58 @@ void store_kv_row(const float* src, void* dst, int64_t n, DType kv_type) {
   }
 }
 
+// Blocked online softmax (flash-attention style): per query head, keys are scored a block at a
+// time, the running max and sum are rescaled once per block, then the block's values are
+// accumulated. The dot / axpy kernels are the start-up ISA's (kernels/attn.h).
 void attention(const float* q, std::span<const KvChunk> chunks, const AttentionShape& s,
                const uint8_t* mask, float* out, float* scratch, int h0, int h1) {
+  (void)scratch;
+  constexpr int kBlock = 32;  // keys per softmax update
+  const kernels::AttnKernels& ak = kernels::kernels().attn;
   const int hd = s.head_dim;
   const int group = s.n_head / s.n_kv_head;
   const int64_t row = static_cast<int64_t>(s.n_kv_head) * hd;
   const size_t es = elem_size(s.kv_type);
-  // Online softmax state per query head: running max m, running sum l, accumulator in out.
-  float* m = scratch;
-  float* l = scratch + s.n_head;
-  for (int h = h0; h < h1; ++h) { m[h] = -INFINITY; l[h] = 0.0f; }
-  std::memset(out + static_cast<int64_t>(h0) * hd, 0, sizeof(float) * (h1 - h0) * hd);
-  int64_t key = 0;
-  for (const KvChunk& c : chunks) {
-    for (int j = 0; j < c.n; ++j, ++key) {
-      if (mask && !mask[key]) continue;
-      const void* krow = static_cast<const uint8_t*>(c.k) + j * row * es;
-      const void* vrow = static_cast<const uint8_t*>(c.v) + j * row * es;
-      for (int h = h0; h < h1; ++h) {
-        const int kvh = h / group;
-        const float* qh = q + static_cast<int64_t>(h) * hd;
-        float dot = 0;
-        for (int d = 0; d < hd; ++d) dot += qh[d] * load(krow, kvh * hd + d, s.kv_type);
-        float score = dot * s.scale;
-        if (s.softcap > 0) score = s.softcap * std::tanh(score / s.softcap);
-        float* oh = out + static_cast<int64_t>(h) * hd;
-        if (score > m[h]) {
-          const float corr = std::exp(m[h] - score);  // exp(-inf) = 0 on the first key
-          l[h] *= corr;
-          for (int d = 0; d < hd; ++d) oh[d] *= corr;
-          m[h] = score;
-        }
-        const float p = std::exp(score - m[h]);
-        l[h] += p;
-        for (int d = 0; d < hd; ++d) oh[d] += p * load(vrow, kvh * hd + d, s.kv_type);
-      }
-    }
-  }
+  float score[kBlock];
   for (int h = h0; h < h1; ++h) {
+    const int kvh = h / group;
+    const float* qh = q + static_cast<int64_t>(h) * hd;
     float* oh = out + static_cast<int64_t>(h) * hd;
-    const float inv = l[h] > 0 ? 1.0f / l[h] : 0.0f;
+    std::memset(oh, 0, sizeof(float) * hd);
+    float m = -INFINITY, l = 0.0f;
+    int64_t key = 0;
+    for (const KvChunk& c : chunks) {
+      const auto* kb = static_cast<const uint8_t*>(c.k) + kvh * hd * es;
+      const auto* vb = static_cast<const uint8_t*>(c.v) + kvh * hd * es;
+      for (int j0 = 0; j0 < c.n; j0 += kBlock) {
+        const int nb = std::min(kBlock, c.n - j0);
+        float bmax = -INFINITY;
+        for (int j = 0; j < nb; ++j) {
+          float sc = -INFINITY;
+          if (mask == nullptr || mask[key + j0 + j]) {
+            sc = ak.dot(qh, kb + (j0 + j) * row * es, hd, s.kv_type) * s.scale;
+            if (s.softcap > 0) sc = s.softcap * std::tanh(sc / s.softcap);
+          }
+          score[j] = sc;
+          bmax = std::max(bmax, sc);
+        }
+        if (bmax == -INFINITY) continue;  // every key of the block is masked
+        if (bmax > m) {
+          const float corr = std::exp(m - bmax);  // exp(-inf) = 0 on the first block
+          l *= corr;
+          for (int d = 0; d < hd; ++d) oh[d] *= corr;
+          m = bmax;
+        }
+        for (int j = 0; j < nb; ++j) {
+          if (score[j] == -INFINITY) continue;
+          const float p = std::exp(score[j] - m);
+          l += p;
+          ak.axpy(oh, p, vb + (j0 + j) * row * es, hd, s.kv_type);
+        }
+      }
+      key += c.n;
+    }
+    const float inv = l > 0 ? 1.0f / l : 0.0f;
     for (int d = 0; d < hd; ++d) oh[d] *= inv;
   }
 }

@@ -13,7 +13,8 @@
 namespace coppice::ops {
 namespace {
 
-constexpr int64_t kDecodeChunkRows = 64;      // rows per work item when n_tok == 1
+constexpr int64_t kDecodeChunkRows = 64;      // at least this many rows per item when n_tok == 1
+constexpr int64_t kDecodeItemsPerThread = 4;  // decode work items per thread (load balance)
 constexpr int64_t kGemmChunkRows = 16;        // rows per work item when n_tok > 1
 constexpr size_t kTokenBlockBytes = 256 << 10;  // activations of one token block (L2-sized)
 
@@ -81,10 +82,13 @@ void matmul(const WeightView& w, const float* x, int n_tok, float* y, ThreadPool
   }
 
   if (n_tok == 1) {
-    const int64_t n_items = (N + kDecodeChunkRows - 1) / kDecodeChunkRows;
+    // Few long contiguous runs per thread: each is one sequential stream for the hardware
+    // prefetcher (short interleaved chunks cost ~25% of the read bandwidth here).
+    const int64_t chunk = std::max<int64_t>(kDecodeChunkRows, N / (kDecodeItemsPerThread * pool.size()));
+    const int64_t n_items = (N + chunk - 1) / chunk;
     for_each_item(pool, n_items, [&](int64_t i) {
-      const int64_t r1 = std::min(N, (i + 1) * kDecodeChunkRows);
-      for (int64_t r = i * kDecodeChunkRows; r < r1; ++r) vec_dot(K, y + r, w.row(r), act);
+      const int64_t r1 = std::min(N, (i + 1) * chunk);
+      for (int64_t r = i * chunk; r < r1; ++r) vec_dot(K, y + r, w.row(r), act);
     });
     return;
   }
