@@ -24,12 +24,12 @@ struct Q4_0x128T {
   static constexpr int kBlock = 128;
   static constexpr size_t kWBytes = packed::kQ4GroupBytes, kABytes = packed::kQ8GroupBytes;
   static constexpr bool kTail = false;
-  // Software prefetch distance (bytes): the streams of two cores need more requests in flight
-  // than the hardware prefetcher issues on its own.
-  static constexpr int kPrefetch = 2048;
+  // Software prefetch distance in bytes (0: off). 2048 measured ~8% slower than the hardware
+  // prefetcher alone on the development machine (EPYC, 2 threads).
+  static constexpr int kPrefetch = 0;
   static Acc zero() { return {_mm512_setzero_ps(), _mm512_setzero_ps()}; }
   static Dec decode(const uint8_t* p) {
-    _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetch, _MM_HINT_T0);
+    if constexpr (kPrefetch > 0) _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetch, _MM_HINT_T0);
     const __m512i w = _mm512_loadu_si512(p);
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m512 d = _mm512_maskz_broadcast_f32x4(0xFFFF, 
