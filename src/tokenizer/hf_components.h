@@ -15,6 +15,10 @@ namespace coppice::tok::hf {
 
 using Json = nlohmann::json;
 
+// j[key] when it is a string / boolean, else def (tokenizer.json fields are often optional).
+std::string str_or(const Json& j, const char* key, const std::string& def);
+bool bool_or(const Json& j, const char* key, bool def);
+
 // A "pattern": {"String": "..."} (literal) or {"Regex": "..."} (PCRE2, UTF + UCP).
 class Pattern {
  public:

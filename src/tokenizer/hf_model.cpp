@@ -16,14 +16,6 @@ namespace {
 
 [[noreturn]] void bad(const std::string& what) { fail("tokenizer", "tokenizer.json: model: " + what); }
 
-std::string str_or(const Json& j, const char* key, const std::string& def) {
-  const auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : def;
-}
-bool bool_or(const Json& j, const char* key, bool def) {
-  const auto it = j.find(key);
-  return it != j.end() && it->is_boolean() ? it->get<bool>() : def;
-}
 
 std::string byte_token(uint8_t b) {
   char buf[8];

@@ -14,14 +14,6 @@ namespace {
 
 [[noreturn]] void bad(const std::string& what) { fail("tokenizer", "tokenizer.json: " + what); }
 
-std::string str_or(const Json& j, const char* key, const std::string& def) {
-  const auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : def;
-}
-bool bool_or(const Json& j, const char* key, bool def) {
-  const auto it = j.find(key);
-  return it != j.end() && it->is_boolean() ? it->get<bool>() : def;
-}
 
 bool is_ws(uint32_t cp) { return cp == ' ' || (cp >= 9 && cp <= 13) || is_bert_whitespace(cp) || cp == 0x85 || cp == 0x2028 || cp == 0x2029; }
 

@@ -14,18 +14,13 @@
 namespace coppice::tok {
 namespace {
 
+using hf::bool_or;
+using hf::str_or;
+
 using hf::Json;
 
 [[noreturn]] void bad(const std::string& what) { fail("tokenizer", "tokenizer.json: " + what); }
 
-std::string str_or(const Json& j, const char* key, const std::string& def) {
-  const auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : def;
-}
-bool bool_or(const Json& j, const char* key, bool def) {
-  const auto it = j.find(key);
-  return it != j.end() && it->is_boolean() ? it->get<bool>() : def;
-}
 
 // Byte trie of added-token texts; match() finds the longest token starting at a position.
 class Trie {

@@ -28,7 +28,7 @@ struct DecompIndex {
 };
 
 const DecompIndex& decomp(bool compat) {
-  static const DecompIndex nfd(norm_tables::kNfd, norm_tables::kNfd_n);
+  static const DecompIndex nfd(tables::kNfd, tables::kNfd_n);  // (unicode_tables.cpp)
   static const DecompIndex nfkd(norm_tables::kNfkd, norm_tables::kNfkd_n);
   return compat ? nfkd : nfd;
 }

@@ -13,8 +13,6 @@ enum class NormForm { NFC, NFD, NFKC, NFKD };
 std::string unicode_normalize(std::string_view s, NormForm form);
 
 namespace norm_tables {
-extern const uint32_t kNfd[];  // records {cp, n, d[0..n)} sorted by cp
-extern const size_t kNfd_n;
 extern const uint32_t kNfkd[];
 extern const size_t kNfkd_n;
 extern const uint32_t kCcc[];  // pairs {cp, ccc}
