@@ -6,8 +6,8 @@
 #include <cctype>
 #include <cmath>
 #include <functional>
-#include <optional>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "grammar/gbnf_text.h"
@@ -115,10 +115,18 @@ class Converter {
     }
     for (const char* k : {"anyOf", "oneOf"}) {
       if (!s.contains(k)) continue;
-      // oneOf is generated as anyOf: the branches of the schemas it is used with are disjoint
-      // in practice (different types or const tags); overlapping branches are not detected.
       const json& list = s[k];
       if (!list.is_array() || list.empty()) error(child(path, k), "must be a non-empty array");
+      // oneOf = anyOf only when no value can match two branches; that is proven here from the
+      // branches' types, consts / enums or a required const tag property, else it is an error.
+      if (std::string(k) == "oneOf") {
+        for (size_t i = 0; i < list.size(); ++i)
+          for (size_t j = i + 1; j < list.size(); ++j)
+            if (!disjoint(list[i], list[j]))
+              error(child(path, k), "branches " + std::to_string(i) + " and " + std::to_string(j) +
+                                        " may both match, so 'exactly one' cannot be enforced (give them different "
+                                        "types, consts or a required const tag property, or use anyOf)");
+      }
       std::vector<std::string> xs;
       for (size_t i = 0; i < list.size(); ++i) xs.push_back(visit(list[i], child(child(path, k), std::to_string(i))));
       return alts(xs);
@@ -137,6 +145,58 @@ class Converter {
     std::vector<std::string> xs;
     for (const std::string& t : types) xs.push_back(typed(s, t, path));
     return alts(xs);
+  }
+
+  // The JSON types a branch admits ("integer" counts as "number"); empty when unconstrained.
+  static std::set<std::string> type_set(const json& s) {
+    std::set<std::string> out;
+    if (!s.is_object() || !s.contains("type")) return out;
+    const json& t = s["type"];
+    auto add = [&](const json& x) {
+      if (x.is_string()) out.insert(x.get<std::string>() == "integer" ? "number" : x.get<std::string>());
+    };
+    if (t.is_array()) for (const json& x : t) add(x);
+    else add(t);
+    return out;
+  }
+  // The finite set of values a branch admits (const / enum), or nullopt when not finite.
+  static std::optional<std::vector<json>> values(const json& s) {
+    if (!s.is_object()) return std::nullopt;
+    if (s.contains("const")) return std::vector<json>{s["const"]};
+    if (s.contains("enum") && s["enum"].is_array()) return s["enum"].get<std::vector<json>>();
+    return std::nullopt;
+  }
+  static bool disjoint_values(const json& a, const json& b) {
+    const auto va = values(a), vb = values(b);
+    if (!va || !vb) return false;
+    for (const json& x : *va)
+      for (const json& y : *vb)
+        if (x == y) return false;
+    return true;
+  }
+  // True when no JSON value can satisfy both schemas (a sound, incomplete check).
+  static bool disjoint(const json& a, const json& b) {
+    const auto ta = type_set(a), tb = type_set(b);
+    if (!ta.empty() && !tb.empty()) {
+      bool common = false;
+      for (const std::string& t : ta) common = common || tb.count(t) > 0;
+      if (!common) return true;
+    }
+    if (disjoint_values(a, b)) return true;
+    // Objects tagged by a property that both require, with disjoint const / enum values.
+    if (a.is_object() && b.is_object() && a.contains("required") && b.contains("required") &&
+        a.contains("properties") && b.contains("properties") && a["required"].is_array() &&
+        b["required"].is_array() && a["properties"].is_object() && b["properties"].is_object()) {
+      for (const json& r : a["required"]) {
+        if (!r.is_string()) continue;
+        const std::string key = r.get<std::string>();
+        const bool both = std::find(b["required"].begin(), b["required"].end(), r) != b["required"].end();
+        if (both && a["properties"].contains(key) && b["properties"].contains(key) &&
+            disjoint_values(a["properties"][key], b["properties"][key]))
+          return true;
+      }
+    }
+    return false;
   }
 
   static std::string infer_type(const json& s) {
