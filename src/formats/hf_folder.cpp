@@ -7,14 +7,27 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <sstream>
+#include <string_view>
 
 #include "formats/safetensors.h"
 #include "util/error.h"
 
 namespace coppice::hf {
 namespace {
+
+// "model.layers.<digits>.<rest>" -> layer, rest (no std::regex: GCC 12 warns inside it at -O2
+// with the sanitizers, and this is all the pattern needs).
+bool split_layer_name(const std::string& n, std::string& layer, std::string& rest) {
+  static constexpr std::string_view kPrefix = "model.layers.";
+  if (n.rfind(kPrefix, 0) != 0) return false;
+  size_t i = kPrefix.size(), j = i;
+  while (j < n.size() && n[j] >= '0' && n[j] <= '9') ++j;
+  if (j == i || j + 1 >= n.size() || n[j] != '.') return false;
+  layer = n.substr(i, j - i);
+  rest = n.substr(j + 1);
+  return true;
+}
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
@@ -170,21 +183,20 @@ gguf::File open_folder(const std::string& dir) {
   auto folder = std::make_shared<safetensors::Folder>(safetensors::Folder::open(dir));
   std::vector<std::shared_ptr<const void>> owners{folder};
   std::vector<gguf::TensorInfo> tensors;
-  static const std::regex layer_rx(R"(model\.layers\.(\d+)\.(.+))");
   for (const safetensors::Tensor* t : folder->tensors()) {
     const std::string file = "tensor '" + t->name + "'";
     std::string name;
-    std::smatch m;
+    std::string layer, rest;  // "model.layers.<layer>.<rest>"
     bool permute = false;
     int64_t perm_heads = 0;
     if (t->name == "model.embed_tokens.weight") name = "token_embd.weight";
     else if (t->name == "model.norm.weight") name = "output_norm.weight";
     else if (t->name == "lm_head.weight") name = "output.weight";
-    else if (std::regex_match(t->name, m, layer_rx)) {
+    else if (split_layer_name(t->name, layer, rest)) {
       for (const auto& [hf_name, gguf_name] : kLayerNames)
-        if (m[2] == hf_name) name = "blk." + m[1].str() + "." + gguf_name;
-      if (arch->permute_qk && m[2] == "self_attn.q_proj.weight") { permute = true; perm_heads = n_head; }
-      if (arch->permute_qk && m[2] == "self_attn.k_proj.weight") { permute = true; perm_heads = n_head_kv; }
+        if (rest == hf_name) name = "blk." + layer + "." + gguf_name;
+      if (arch->permute_qk && rest == "self_attn.q_proj.weight") { permute = true; perm_heads = n_head; }
+      if (arch->permute_qk && rest == "self_attn.k_proj.weight") { permute = true; perm_heads = n_head_kv; }
     }
     if (name.empty()) {
       if (t->name.find("rotary_emb.inv_freq") != std::string::npos) continue;  // recomputed from rope_theta
