@@ -364,11 +364,12 @@ std::string Converter::key_not_in(const std::vector<std::string>& names) {
     if (!terminal) xs.push_back("\"\\\"\"");
     Ranges other = {{'"', '"'}, {'\\', '\\'}, {0, 0x1F}};
     for (uint32_t c : next) other.push_back({c, c});
-    xs.push_back("(" + gbnf_class(other, true) + " | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})) char* \"\\\"\"");
+    xs.push_back("(" + gbnf_class(other, true) + " | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})) char{0,31} \"\\\"\"");
     for (uint32_t c : next) xs.push_back(gbnf_literal(std::string(1, static_cast<char>(c))) + " " + node(prefix + static_cast<char>(c)));
     return alts(xs);
   };
-  if (names.empty()) return "string";
+  // Additional property names are generated at most 32 characters long (a subset of what the
+  // schema allows): an unbounded free key lets a model ramble until max_tokens.
   const std::string name = new_rule("key");
   rules_[name] = "\"\\\"\" " + node("");
   return name;
