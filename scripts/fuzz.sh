@@ -35,6 +35,8 @@ echo "fuzz: no crash in ${secs}s"
 rsecs=$(( secs < 30 ? secs : 30 ))
 mkdir -p "$out/corpus_request"
 "$CXX" "${flags[@]}" fuzz/fuzz_request.cpp src/server/request.cpp src/server/stop.cpp src/engine/sampling.cpp \
+  src/engine/grammar_sampling.cpp src/grammar/*.cpp src/tokenizer/*.cpp src/formats/gguf_reader.cpp \
+  src/formats/gguf_value.cpp src/util/mmap.cpp src/util/cpu.cpp "${objs[@]}" -lpcre2-8 \
   -o "$out/fuzz_request"
 printf '%s' '{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi there"}]}],"max_tokens":16,"temperature":0.7,"top_p":0.9,"top_k":40,"min_p":0.05,"seed":3,"stop":["\n\n","there"],"n":2,"logprobs":true,"top_logprobs":3,"presence_penalty":0.5,"frequency_penalty":0.1,"repetition_penalty":1.1,"logit_bias":{"42":-100},"stream":true,"stream_options":{"include_usage":true},"user":"u"}' \
   > "$out/corpus_request/chat.json"
