@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "chat/jinja_ast.h"
+#include "util/utf8.h"
 #include "util/error.h"
 
 namespace coppice::chat::jinja {
@@ -37,24 +38,6 @@ std::string strip_before_tag(std::string text, char sign, bool is_var, bool line
   return text;
 }
 
-void append_utf8_cp(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | ((cp >> 18) & 0x07));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 // Python "unicode-escape" decoding of a string literal's body, as jinja2 applies it.
 std::string decode_string(const std::string& body, int line) {
   std::string out;
@@ -86,12 +69,12 @@ std::string decode_string(const std::string& body, int line) {
       case 'r': out += '\r'; break;
       case 't': out += '\t'; break;
       case 'v': out += '\v'; break;
-      case 'x': append_utf8_cp(out, hex(2)); break;
-      case 'u': append_utf8_cp(out, hex(4)); break;
+      case 'x': append_utf8(out, hex(2)); break;
+      case 'u': append_utf8(out, hex(4)); break;
       case 'U': {
         uint32_t cp = hex(8);
         if (cp > 0x10FFFF) template_error(line, "illegal Unicode character in string literal");
-        append_utf8_cp(out, cp);
+        append_utf8(out, cp);
         break;
       }
       default:
@@ -99,7 +82,7 @@ std::string decode_string(const std::string& body, int line) {
           uint32_t v = static_cast<uint32_t>(e - '0');
           for (int k = 0; k < 2 && i + 1 < body.size() && body[i + 1] >= '0' && body[i + 1] <= '7'; ++k)
             v = v * 8 + static_cast<uint32_t>(body[++i] - '0');
-          append_utf8_cp(out, v);
+          append_utf8(out, v);
         } else {
           out += '\\';
           out += e;

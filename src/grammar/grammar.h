@@ -5,6 +5,7 @@
 // A parsed grammar is a flat program: each alternative is a run of elements ending in End.
 // Repetition stays one element with counts (x{0,5000} is one element, not 5000 copies).
 #pragma once
+#include "util/utf8.h"
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -54,6 +55,6 @@ using GrammarPtr = std::shared_ptr<const Grammar>;
 // Decodes one UTF-8 sequence at s[i]; returns the code point and advances i, or kBadUtf8.
 inline constexpr uint32_t kBadUtf8 = 0xFFFFFFFFu;
 uint32_t decode_utf8(std::string_view s, size_t& i);
-void append_utf8(std::string& out, uint32_t cp);
+using coppice::append_utf8;  // util/utf8.h
 
 }  // namespace coppice::grammar

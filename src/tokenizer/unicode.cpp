@@ -1,5 +1,7 @@
 #include "tokenizer/unicode.h"
 
+#include "util/utf8.h"
+
 #include <algorithm>
 #include <array>
 #include <unordered_map>
@@ -12,24 +14,6 @@ size_t utf8_len(uint8_t b) {
   if ((b & 0xF0) == 0xE0) return 3;
   if ((b & 0xF8) == 0xF0) return 4;
   return 1;
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 uint32_t next_cp(std::string_view s, size_t& i) {
