@@ -13,7 +13,8 @@ namespace coppice::hf {
 // True for a directory holding config.json.
 bool is_model_folder(const std::string& path);
 // Throws coppice::Error naming the file and the key or tensor. Tensors stay views into the
-// mapped safetensors, except llama q/k projections, which are copied in GGUF's row order.
+// mapped safetensors, except what GGUF stores differently (llama q/k row order, Gemma 1 + w
+// norms, stacked MoE experts: copies, see hf_tensors.cpp).
 gguf::File open_folder(const std::string& dir);
 // A folder via open_folder, anything else via gguf::File::open.
 gguf::File open_model_file(const std::string& path);

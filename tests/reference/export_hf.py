@@ -1,9 +1,11 @@
 #!/usr/bin/python3
-# Exports a llama GGUF with f32 tensors (e.g. `coppice synth OUT --type f32 --pure`) as a
-# Hugging Face folder: config.json, model.safetensors (or N shards + index), tokenizer.json.
+# Exports a GGUF with f32 tensors (e.g. `coppice synth OUT --type f32 --pure`; llama, Mistral,
+# Mixtral, qwen2, qwen3, qwen2moe, qwen3moe, gemma2, gemma3, phi3) as a Hugging Face folder: config.json, model.safetensors (or N shards + index), tokenizer.json.
 #   python3 tests/reference/export_hf.py IN.gguf OUT_DIR [--shards N] [--dtype f32|f16|bf16]
 # GGUF stores llama q/k rows in interleaved-pair order; HF in rotate-half order, so they are
-# un-permuted here (the inverse of llama.cpp convert_hf_to_gguf.py's permute).
+# un-permuted here (the inverse of llama.cpp convert_hf_to_gguf.py's permute). Gemma norms
+# become w - 1 (HF computes x * (1 + w)); MoE experts are split into one matrix per expert;
+# llama3 / linear / LongRoPE scaling go to config.json's rope_scaling.
 # The tokenizer is a byte-level BPE over the 256 byte symbols plus <s> and </s> (no merges).
 import json, os, struct, sys
 import numpy as np
@@ -61,9 +63,22 @@ def unpermute(w, n_head):
     hd = rows // n_head
     return w.reshape(n_head, hd // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
+# GGUF per-layer kind -> HF module path, per family (inverse of src/formats/hf_tensors.cpp,
+# written from transformers' module names, not from that file).
 LAYER = {"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
          "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
+         "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
          "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+GEMMA = {"post_attention_norm": "post_attention_layernorm", "ffn_norm": "pre_feedforward_layernorm",
+         "post_ffw_norm": "post_feedforward_layernorm"}
+PHI3 = {"attn_qkv": "self_attn.qkv_proj", "ffn_up": "mlp.gate_up_proj"}
+QWEN_MOE = {"ffn_gate_inp": "mlp.gate", "ffn_gate_shexp": "mlp.shared_expert.gate_proj",
+            "ffn_up_shexp": "mlp.shared_expert.up_proj", "ffn_down_shexp": "mlp.shared_expert.down_proj",
+            "ffn_gate_inp_shexp": "mlp.shared_expert_gate"}
+EXPERTS = {"qwen": {"ffn_gate_exps": "mlp.experts.{e}.gate_proj", "ffn_up_exps": "mlp.experts.{e}.up_proj",
+                    "ffn_down_exps": "mlp.experts.{e}.down_proj"},
+           "mixtral": {"ffn_gate_exps": "block_sparse_moe.experts.{e}.w1", "ffn_up_exps": "block_sparse_moe.experts.{e}.w3",
+                       "ffn_down_exps": "block_sparse_moe.experts.{e}.w2"}}
 
 def write_safetensors(path, tensors, dtype):
     st = {"f32": ("F32", "<f4"), "f16": ("F16", "<f2"), "bf16": ("BF16", None)}[dtype]
@@ -85,6 +100,87 @@ def write_safetensors(path, tensors, dtype):
         f.write(struct.pack("<Q", len(h)) + h)
         for b in blobs: f.write(b)
 
+HF_ARCH = {"qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", "qwen2moe": "Qwen2MoeForCausalLM",
+           "qwen3moe": "Qwen3MoeForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM",
+           "phi3": "Phi3ForCausalLM"}
+
+def convert(kv, g):
+    """GGUF metadata + f32 tensors -> (HF tensors, config.json dict)."""
+    a = kv["general.architecture"]
+    K = lambda key, d=None: kv.get(f"{a}.{key}", d)
+    n_head = K("attention.head_count")
+    n_kv = K("attention.head_count_kv", n_head)
+    n_embd = K("embedding_length")
+    head_dim = K("attention.key_length", n_embd // n_head)
+    n_expert = K("expert_count", 0)
+    gemma = a in ("gemma2", "gemma3")
+    if a == "llama":
+        hf_arch = "MixtralForCausalLM" if n_expert else ("MistralForCausalLM" if K("attention.sliding_window") else "LlamaForCausalLM")
+    else:
+        hf_arch = HF_ARCH[a]
+    experts = EXPERTS["mixtral" if a == "llama" else "qwen"]
+    hf = {}
+    for name, w in g.items():
+        if name == "token_embd.weight": hf["model.embed_tokens.weight"] = w
+        elif name == "output_norm.weight": hf["model.norm.weight"] = w - 1 if gemma else w
+        elif name == "output.weight": hf["lm_head.weight"] = w
+        elif name in ("rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight"): continue  # config
+        else:
+            _, n, kind, suffix = name.split(".")
+            if kind in experts:
+                for e in range(w.shape[0]):
+                    hf[f"model.layers.{n}.{experts[kind].format(e=e)}.{suffix}"] = w[e]
+                continue
+            path = (GEMMA.get(kind) if gemma else None) or (PHI3.get(kind) if a == "phi3" else None)
+            if not path and kind == "ffn_gate_inp": path = "block_sparse_moe.gate" if a == "llama" else "mlp.gate"
+            if not path and n_expert: path = QWEN_MOE.get(kind)
+            path = path or LAYER[kind]
+            if a == "llama" and kind == "attn_q": w = unpermute(w, n_head)
+            if a == "llama" and kind == "attn_k": w = unpermute(w, n_kv)
+            if gemma and kind.endswith("norm"): w = w - 1  # HF computes x * (1 + w)
+            if kind == "ffn_gate_inp_shexp": w = w.reshape(1, -1)
+            hf[f"model.layers.{n}.{path}.{suffix}"] = w
+    cfg = {"architectures": [hf_arch], "model_type": hf_arch[:-len("ForCausalLM")].lower(),
+           "hidden_size": n_embd, "num_hidden_layers": K("block_count"),
+           "num_attention_heads": n_head, "num_key_value_heads": n_kv, "head_dim": head_dim,
+           "intermediate_size": K("feed_forward_length"),
+           "max_position_embeddings": K("context_length", 2048),
+           "rms_norm_eps": K("attention.layer_norm_rms_epsilon", 1e-5),
+           "rope_theta": K("rope.freq_base", 10000.0), "vocab_size": g["token_embd.weight"].shape[0],
+           "tie_word_embeddings": "output.weight" not in g, "torch_dtype": "float32"}
+    scaling = K("rope.scaling.type")
+    if scaling == "linear":
+        cfg["rope_scaling"] = {"rope_type": "linear", "factor": K("rope.scaling.factor")}
+    elif scaling == "llama3":
+        cfg["rope_scaling"] = {"rope_type": "llama3", "factor": K("rope.scaling.factor"),
+                               "low_freq_factor": K("rope.scaling.low_freq_factor"),
+                               "high_freq_factor": K("rope.scaling.high_freq_factor"),
+                               "original_max_position_embeddings": K("rope.scaling.original_context_length")}
+    if "rope_factors_long.weight" in g:
+        cfg["original_max_position_embeddings"] = K("rope.scaling.original_context_length")
+        cfg["rope_scaling"] = {"type": "longrope", "long_factor": [float(x) for x in g["rope_factors_long.weight"]],
+                               "short_factor": [float(x) for x in g["rope_factors_short.weight"]]}
+    if K("attention.sliding_window"): cfg["sliding_window"] = K("attention.sliding_window")
+    if a == "llama" and n_expert:
+        cfg.update(num_local_experts=n_expert, num_experts_per_tok=K("expert_used_count"))
+    if a in ("qwen2moe", "qwen3moe"):
+        cfg.update(num_experts=n_expert, num_experts_per_tok=K("expert_used_count"),
+                   moe_intermediate_size=K("expert_feed_forward_length"), norm_topk_prob=a == "qwen3moe",
+                   decoder_sparse_step=1, mlp_only_layers=[])
+        if a == "qwen2moe": cfg["shared_expert_intermediate_size"] = K("expert_shared_feed_forward_length")
+    if a in ("qwen2", "qwen3", "qwen2moe", "qwen3moe"): cfg["use_sliding_window"] = False
+    if gemma:
+        scale = K("attention.scale")
+        cfg["query_pre_attn_scalar"] = 1.0 / (scale * scale) if scale else head_dim
+        cfg["hidden_activation"] = "gelu_pytorch_tanh"
+    if a == "gemma2":
+        cfg["attn_logit_softcapping"] = K("attn_logit_softcapping", 50.0)
+        cfg["final_logit_softcapping"] = K("final_logit_softcapping", 30.0)
+    if a == "gemma3":
+        cfg.update(rope_local_base_freq=K("rope.freq_base_swa", 10000.0), sliding_window_pattern=6,
+                   attn_logit_softcapping=None, final_logit_softcapping=None)
+    return hf, cfg
+
 def main():
     args = sys.argv[1:]
     shards, dtype = 1, "f32"
@@ -94,20 +190,7 @@ def main():
         i = args.index("--dtype"); dtype = args[i + 1]; del args[i:i + 2]
     src, out = args
     kv, g = read_gguf(src)
-    a = kv["general.architecture"]
-    assert a == "llama", a
-    n_head = kv[f"{a}.attention.head_count"]
-    n_kv = kv.get(f"{a}.attention.head_count_kv", n_head)
-    hf = {}
-    for name, w in g.items():
-        if name == "token_embd.weight": hf["model.embed_tokens.weight"] = w
-        elif name == "output_norm.weight": hf["model.norm.weight"] = w
-        elif name == "output.weight": hf["lm_head.weight"] = w
-        else:
-            _, n, kind, _w = name.split(".")
-            if kind == "attn_q": w = unpermute(w, n_head)
-            if kind == "attn_k": w = unpermute(w, n_kv)
-            hf[f"model.layers.{n}.{LAYER[kind]}.weight"] = w
+    hf, cfg = convert(kv, g)
     os.makedirs(out, exist_ok=True)
     names = sorted(hf)
     if shards == 1:
@@ -121,14 +204,6 @@ def main():
             wm.update({k: fn for k in part})
         json.dump({"metadata": {}, "weight_map": wm}, open(os.path.join(out, "model.safetensors.index.json"), "w"), indent=1)
     n_vocab = g["token_embd.weight"].shape[0]
-    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-           "hidden_size": kv[f"{a}.embedding_length"], "num_hidden_layers": kv[f"{a}.block_count"],
-           "num_attention_heads": n_head, "num_key_value_heads": n_kv,
-           "intermediate_size": kv[f"{a}.feed_forward_length"],
-           "max_position_embeddings": kv.get(f"{a}.context_length", 2048),
-           "rms_norm_eps": kv.get(f"{a}.attention.layer_norm_rms_epsilon", 1e-5),
-           "rope_theta": kv.get(f"{a}.rope.freq_base", 10000.0), "vocab_size": n_vocab,
-           "tie_word_embeddings": "output.weight" not in g, "torch_dtype": "float32"}
     json.dump(cfg, open(os.path.join(out, "config.json"), "w"), indent=1)
     # Byte-level BPE: the 256 GPT-2 byte symbols, then <s> and </s>.
     bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
