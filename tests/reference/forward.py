@@ -51,8 +51,11 @@ class Gguf:
                 a = np.frombuffer(self.buf, np.float32, count, data + offset)
             elif ttype == 1:
                 a = np.frombuffer(self.buf, np.float16, count, data + offset)
+            elif ttype == 8:  # Q8_0: blocks of (f16 scale, 32 x int8), value = scale * q
+                blocks = np.frombuffer(self.buf, np.dtype([("d", "<f2"), ("q", "i1", 32)]), count // 32, data + offset)
+                a = (blocks["d"].astype(np.float64)[:, None] * blocks["q"].astype(np.float64)).reshape(-1)
             else:
-                a = None  # quantized: not needed by the reference tests
+                a = None  # other quantized types: not needed by the reference tests
             if a is not None:
                 a = a.astype(np.float64).reshape(list(reversed(dims)))
             self.tensors[name] = a
