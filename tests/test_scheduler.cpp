@@ -236,3 +236,72 @@ TEST(Scheduler, AdmissionErrors) {
   GenRequest empty;
   EXPECT_THROW(e.submit(empty, [](const TokenEvent&) { return true; }), AdmissionError);
 }
+
+// The step-time model recovers a + b n from observed steps and sizes prompt chunks from it.
+TEST(StepBudget, FitsStepTimesAndSizesChunksFromTheTarget) {
+  StepBudget off(0, 256, 8);
+  StepBudget b(100.0, 256, 8);
+  EXPECT_EQ(b.tokens_for(4), 256);  // nothing observed yet: no model, full budget
+  for (int i = 0; i < 50; ++i) {
+    const int n = 1 + (i * 37) % 200;
+    b.observe(n, 20.0 + 2.0 * n);
+    off.observe(n, 20.0 + 2.0 * n);
+  }
+  ASSERT_TRUE(b.fitted());
+  EXPECT_NEAR(b.fixed_ms(), 20.0, 1e-6);
+  EXPECT_NEAR(b.per_token_ms(), 2.0, 1e-9);
+  EXPECT_EQ(b.tokens_for(4), 4 + 36);   // (100 - 20 - 2 * 4) / 2 prompt tokens
+  EXPECT_EQ(b.tokens_for(0), 256);      // no decodes: nobody to protect
+  EXPECT_EQ(b.tokens_for(45), 45 + 8);  // target out of reach: the minimum chunk still runs
+  EXPECT_EQ(off.tokens_for(4), 256);    // no target
+  StepBudget big(1e6, 256, 8);
+  big.observe(1, 22);
+  big.observe(100, 220);
+  EXPECT_EQ(big.tokens_for(4), 256);    // the budget never exceeds step_tokens
+}
+
+// With a TPOT target a long prompt arriving while another sequence decodes is prefilled in
+// small chunks (more steps), and its output does not change.
+TEST(Scheduler, TpotTargetChunksPrefillBehindRunningDecodes) {
+  auto& l = stories();
+  std::string text;
+  for (int k = 0; k < 6; ++k)
+    for (const auto& p : kPrompts) text += p + ". ";
+  GenRequest longr;
+  longr.prompt = prompt_of(text);
+  ASSERT_GT(longr.prompt.size(), 150u);
+  ASSERT_LT(longr.prompt.size(), 400u);
+  longr.max_tokens = 4;
+  longr.sampling = greedy();
+  const auto expect = solo(longr.prompt, 4, greedy());
+
+  auto steps_for_long_prompt = [&](double tpot_ms) {
+    EngineOptions eo;
+    eo.n_ctx = 512;
+    eo.step_tokens = 512;
+    eo.tpot_ms = tpot_ms;
+    eo.min_chunk = 8;
+    Engine e(*l.model, *l.tok, eo);
+    GenRequest bg;
+    bg.prompt = prompt_of("Once upon a time");
+    bg.max_tokens = 150;  // outlives the long prompt: ~370 / 8 + 4 steps
+    bg.ignore_eos = true;
+    bg.sampling = greedy();
+    std::shared_ptr<RequestHandle> h;
+    auto first = submit(e, bg, &h);
+    while (e.stats().generated_tokens < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const uint64_t s0 = e.stats().steps;
+    auto o = submit(e, longr);
+    wait(o);
+    const uint64_t steps = e.stats().steps - s0;
+    EXPECT_EQ(o->tokens[0], expect) << "tpot " << tpot_ms;
+    h->cancel();
+    wait(first);
+    return steps;
+  };
+  const uint64_t free_steps = steps_for_long_prompt(0), slo_steps = steps_for_long_prompt(0.001);
+  std::printf("steps for a %zu-token prompt behind a decode: %llu without a target, %llu with one\n",
+              longr.prompt.size(), static_cast<unsigned long long>(free_steps), static_cast<unsigned long long>(slo_steps));
+  EXPECT_LE(free_steps, 8u);                           // one chunk + 4 decode steps (+ slack)
+  EXPECT_GE(slo_steps, longr.prompt.size() / 8 + 3);  // 8-token chunks
+}

@@ -33,6 +33,8 @@ struct ServeArgs {
   int64_t kv_memory_mib = 0;
   int block_size = 16;
   int step_tokens = 256;
+  double tpot_ms = 0;
+  int min_chunk = 16;
   int max_queue = 256;
   int max_tokens = 0;
   int max_prompt = 0;
@@ -80,6 +82,8 @@ int serve(ServeArgs a) {
   eo.n_ctx = static_cast<int>(l.n_ctx);
   eo.n_parallel = a.parallel;
   eo.step_tokens = a.step_tokens;
+  eo.tpot_ms = a.tpot_ms;
+  eo.min_chunk = a.min_chunk;
   eo.block_size = a.block_size;
   eo.kv_type = l.kv_type;
   eo.max_queue = a.max_queue;
@@ -141,6 +145,11 @@ Action register_serve(CLI::App& app) {
   sub->add_option("--kv-memory", a->kv_memory_mib, "KV cache pool size in MiB")->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   sub->add_option("--block-size", a->block_size, "tokens per KV block")->check(CLI::Range(1, 1024));
   sub->add_option("--step-tokens", a->step_tokens, "tokens per forward step (chunked prefill budget)")->check(CLI::Range(1, 1 << 20));
+  sub->add_option("--tpot-ms", a->tpot_ms,
+                  "time-per-output-token target: prompt chunks shrink while sequences decode (0: off)")
+      ->check(CLI::Range(0.0, 1e6));
+  sub->add_option("--min-chunk", a->min_chunk, "prompt tokens per step at least, whatever --tpot-ms says")
+      ->check(CLI::Range(1, 1 << 20));
   sub->add_option("--max-queue", a->max_queue, "waiting requests before 503")->check(CLI::Range(1, 1 << 20));
   sub->add_option("--max-tokens", a->max_tokens, "cap (and default) for max_tokens (0: ctx size)")->check(CLI::Range(0, 1 << 24));
   sub->add_option("--max-prompt", a->max_prompt, "longest prompt in tokens (0: ctx size - 1)")->check(CLI::Range(0, 1 << 24));

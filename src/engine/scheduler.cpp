@@ -1,6 +1,7 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "util/error.h"
 
@@ -67,9 +68,10 @@ KvCacheOptions cache_options(const EngineOptions& o) {
 Engine::Engine(Model& model, const Tokenizer& tok, EngineOptions opts)
     : model_(model), tok_(tok), opts_(opts),
       cache_(static_cast<int>(model.config().n_layer), static_cast<int>(model.config().n_head_kv),
-             static_cast<int>(model.config().head_dim), cache_options(opts)) {
-  if (opts_.n_parallel < 1 || opts_.step_tokens < 1 || opts_.n_ctx < 2)
-    fail("engine", "n_parallel, step_tokens must be >= 1 and n_ctx >= 2");
+             static_cast<int>(model.config().head_dim), cache_options(opts)),
+      budget_(opts.tpot_ms, opts.step_tokens, opts.min_chunk) {
+  if (opts_.n_parallel < 1 || opts_.step_tokens < 1 || opts_.n_ctx < 2 || opts_.min_chunk < 1 || opts_.tpot_ms < 0)
+    fail("engine", "n_parallel, step_tokens, min_chunk must be >= 1, n_ctx >= 2 and tpot_ms >= 0");
   stats_.kv_blocks_total = cache_.n_blocks();
   thread_ = std::thread([this] { loop(); });
 }
@@ -276,10 +278,13 @@ void Engine::iterate() {
   admit();
   if (running_.empty()) return;
 
-  // Decodes first (one token each), then prompt chunks in admission order (Sarathi-Serve).
+  // Decodes first (one token each), then prompt chunks in admission order (Sarathi-Serve);
+  // with a TPOT target the chunks shrink to what keeps the step within it.
   struct Entry { Seq* s; int n; };
   std::vector<Entry> plan;
-  int budget = opts_.step_tokens;
+  int n_decode = 0;
+  for (auto& s : running_) n_decode += !s->preempted && s->pending() == 1;
+  int budget = budget_.tokens_for(n_decode);
   for (auto& s : running_)
     if (!s->preempted && s->pending() == 1 && budget > 0) { plan.push_back({s.get(), 1}); --budget; }
   for (auto& s : running_)
@@ -304,10 +309,16 @@ void Engine::iterate() {
       const int at = e.s->n_computed + i;
       batch_.push_back({e.s->tokens[at], at, e.s->id, at == static_cast<int>(e.s->tokens.size()) - 1});
     }
+  const auto t0 = std::chrono::steady_clock::now();
   model_.step(batch_, cache_, logits_);
+  budget_.observe(static_cast<int>(batch_.size()),
+                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   {
     std::lock_guard<std::mutex> lk(mu_);
     ++stats_.steps;
+    stats_.step_fixed_ms = budget_.fixed_ms();
+    stats_.step_token_ms = budget_.per_token_ms();
+    stats_.last_step_tokens = static_cast<int64_t>(batch_.size());
   }
   const int64_t V = model_.n_vocab();
   int row = 0;

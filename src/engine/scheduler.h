@@ -16,6 +16,7 @@
 
 #include "engine/grammar_sampling.h"
 #include "engine/sampling.h"
+#include "engine/step_budget.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -66,6 +67,10 @@ struct EngineOptions {
   int n_ctx = 4096;           // max tokens (prompt + completion) of one sequence
   int n_parallel = 16;        // max running sequences
   int step_tokens = 256;      // per-step token budget (decodes + prefill chunks)
+  // Time-per-output-token target (ms) while sequences decode: prompt chunks shrink so that a
+  // step's predicted time stays within it (engine/step_budget.h); 0: off (step_tokens only).
+  double tpot_ms = 0;
+  int min_chunk = 16;         // prompt tokens a step carries at least, whatever the target
   int max_queue = 256;        // waiting requests beyond this are refused
   bool prefix_cache = true;
 };
@@ -75,6 +80,9 @@ struct EngineStats {
   int64_t kv_blocks_total = 0, kv_blocks_used = 0, kv_blocks_cached = 0;
   uint64_t prompt_tokens = 0, cached_prompt_tokens = 0, generated_tokens = 0;
   uint64_t steps = 0, preemptions = 0, requests_done = 0;
+  // Step-time model t(n) = fixed + per_token * n (ms), fitted over the steps run so far.
+  double step_fixed_ms = 0, step_token_ms = 0;
+  int64_t last_step_tokens = 0;
 };
 
 // Thrown by submit(): `http_status` says how the server should answer (400, 503).
@@ -117,6 +125,7 @@ class Engine {
   std::shared_ptr<const GrammarVocab> grammar_vocab_;  // built on the first grammar request
   EngineOptions opts_;
   KvCache cache_;
+  StepBudget budget_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

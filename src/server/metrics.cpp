@@ -100,6 +100,9 @@ std::string Metrics::render(const EngineStats& es) const {
   gauge(o, "coppice_generated_tokens_total", "tokens generated", static_cast<double>(es.generated_tokens), "counter");
   gauge(o, "coppice_engine_steps_total", "forward steps run", static_cast<double>(es.steps), "counter");
   gauge(o, "coppice_preemptions_total", "sequences preempted for recompute", static_cast<double>(es.preemptions), "counter");
+  gauge(o, "coppice_step_fixed_ms", "fitted step time independent of batch size (ms)", es.step_fixed_ms);
+  gauge(o, "coppice_step_token_ms", "fitted step time per batch token (ms)", es.step_token_ms);
+  gauge(o, "coppice_last_step_tokens", "tokens in the last forward step", static_cast<double>(es.last_step_tokens));
   std::lock_guard<std::mutex> lk(mu_);
   o += "# HELP coppice_requests_finished_total generation requests by finish reason\n"
        "# TYPE coppice_requests_finished_total counter\n";
