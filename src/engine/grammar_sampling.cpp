@@ -38,7 +38,7 @@ class GrammarConstraint : public LogitProcessor {
   void apply(Candidates& c, const SamplingContext&) override {
     if (!active_) return;
     if (mask_version_ != version_) {  // the mask for this state may already be built
-      vocab_->trie->mask(m_, mask_);
+      vocab_->trie->mask(m_, mask_, walk_scratch_);
       const bool done = m_.is_complete();
       for (size_t id = 0; id < mask_.size(); ++id)
         if (vocab_->eog[id]) mask_[id] = done;
@@ -95,6 +95,7 @@ class GrammarConstraint : public LogitProcessor {
   std::string text_;              // output tail while waiting for start_after
   uint64_t version_ = 0, mask_version_ = ~uint64_t{0};
   std::vector<uint8_t> mask_;     // [n_vocab], valid for mask_version_
+  std::vector<grammar::MatchState> walk_scratch_;  // [max token length + 1], reused by every mask
 };
 
 }  // namespace

@@ -47,8 +47,14 @@ void TokenTrie::walk(const Matcher& m, uint32_t node, const MatchState& st, size
 }
 
 void TokenTrie::mask(const Matcher& m, std::vector<uint8_t>& allowed) const {
+  std::vector<MatchState> scratch;
+  mask(m, allowed, scratch);
+}
+
+void TokenTrie::mask(const Matcher& m, std::vector<uint8_t>& allowed, std::vector<MatchState>& scratch) const {
   allowed.assign(n_vocab_, 0);
-  std::vector<MatchState> scratch(max_depth_ + 1);  // one per depth, sized up front: no reallocation mid-walk
+  // One state per depth, sized before the walk: references into it stay valid.
+  if (scratch.size() < max_depth_ + 1) scratch.resize(max_depth_ + 1);
   walk(m, 0, m.state(), 0, allowed, scratch);
 }
 

@@ -14,6 +14,9 @@ class TokenTrie {
   explicit TokenTrie(const std::vector<std::string>& pieces);
   // allowed[id] = 1 where m's state accepts the whole token (other entries set to 0).
   void mask(const Matcher& m, std::vector<uint8_t>& allowed) const;
+  // Same, with the caller's per-depth scratch states kept between calls (grow-only), so a
+  // constraint that builds masks step after step does not allocate once warm.
+  void mask(const Matcher& m, std::vector<uint8_t>& allowed, std::vector<MatchState>& scratch) const;
   size_t n_vocab() const { return n_vocab_; }
   size_t n_nodes() const { return nodes_.size(); }
 
