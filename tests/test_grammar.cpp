@@ -61,8 +61,27 @@ class Naive {
         }
         break;
       case Op::Repeat: out = rep(pos, 0, i); break;
+      case Op::Bounded:
+      case Op::BoundedJson:
+        for (size_t m : rule(e.arg, i)) {
+          const size_t len = e.op == Op::Bounded ? m - i : json_chars(i, m);
+          if (len < e.min || (e.max != kUnbounded && len > e.max)) continue;
+          auto x = seq(pos + 1, m);
+          out.insert(x.begin(), x.end());
+        }
+        break;
     }
     return out;
+  }
+  // Characters of the JSON string text in_[i, m): an escape (\x, or \u and 4 more) is one.
+  size_t json_chars(size_t i, size_t m) const {
+    size_t n = 0;
+    while (i < m) {
+      if (in_[i] == '\\' && i + 1 < m) i += in_[i + 1] == 'u' ? 6 : 2;
+      else ++i;
+      ++n;
+    }
+    return n;
   }
   std::set<size_t> rep(uint32_t pos, uint32_t k, size_t i) {
     const Element& e = g_.elements[pos];
@@ -115,6 +134,14 @@ x ::= "a" x "b" | "ab")", "ab", 6},
       {R"(root ::= [a-b] [^a-b] .)", "abc", 4},
       {R"(root ::= "ab"* "abab")", "ab", 8},
       {R"(root ::= ( [0-9]{2} ":" ){1,2} [0-9])", "1:", 7},
+      // Length bounds (coppice extension): code points, and JSON string characters.
+      {R"(root ::= [a-c]+%{2,3} "c"?)", "abc", 5},
+      {R"(root ::= ("a" | "bb")*%{1,3})", "ab", 6},
+      {R"(root ::= [a\u20ac]*%{2} "b"?)", "a" "\xe2\x82\xac" "b", 4},
+      {R"(root ::= ("a"*)%{2,} "b")", "ab", 6},
+      {R"(root ::= ("a" x%{1,2})%{3} | x%{0}
+x ::= "a"*)", "a", 6},
+      {R"(root ::= ( "x" | "\\" "\\" | "\\u" "0"{4} )*%j{1,2})", "x\\u0", 7},
   };
   return c;
 }
@@ -430,4 +457,24 @@ TEST(GrammarJsonSchema, LargeMaxLengthStaysCompact) {
   EXPECT_TRUE(m.accept("\"" + std::string(5000, 'x')));
   EXPECT_FALSE(m.would_accept("x"));
   EXPECT_TRUE(m.accept("\"") && m.is_complete());
+}
+
+// pattern / format together with minLength/maxLength: the length counts JSON string
+// characters (an escape is one), as JSON Schema validators do on the decoded string.
+TEST(GrammarJsonSchema, PatternAndFormatWithLengthBounds) {
+  auto accepts = [](const grammar::GrammarPtr& g, const std::string& s) {
+    Matcher m(g);
+    return m.accept(s) && m.is_complete();
+  };
+  auto g = compile_grammar(json_schema_to_gbnf(nlohmann::json::parse(R"({"type":"string","pattern":"b","minLength":2,"maxLength":4})")));
+  for (const char* yes : {"\"ab\"", "\"bbbb\"", "\"a\\\"b\"", "\"\\tb\\n\"", "\"\xc3\xa9" "b\""})
+    EXPECT_TRUE(accepts(g, yes)) << yes;
+  for (const char* no : {"\"b\"", "\"abbbb\"", "\"aaa\"", "\"\\\\\\\\\\\\b\\\\\"", "\"\\t\\t\\t\\tb\""})
+    EXPECT_FALSE(accepts(g, no)) << no;
+  auto d = compile_grammar(json_schema_to_gbnf(nlohmann::json::parse(R"({"type":"string","format":"date","maxLength":9})")));
+  EXPECT_FALSE(accepts(d, "\"2024-01-31\""));  // a date is 10 characters: nothing fits
+  auto e = compile_grammar(json_schema_to_gbnf(nlohmann::json::parse(R"({"type":"string","format":"email","maxLength":7})")));
+  EXPECT_TRUE(accepts(e, "\"a@b.io\""));
+  EXPECT_FALSE(accepts(e, "\"ab@cd.io\""));
+  EXPECT_THROW(json_schema_to_gbnf(nlohmann::json::parse(R"({"type":"string","pattern":"a","format":"date"})")), Error);
 }

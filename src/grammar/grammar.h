@@ -2,6 +2,10 @@
 //   root ::= "{" ws pair ("," ws pair)* "}"     # comments run to the end of the line
 // Alternatives `|`, groups `( )`, `* + ?`, `{m}` `{m,}` `{m,n}`, literals with escapes
 // (\n \t \r \\ \" \xHH \uHHHH \UHHHHHHHH), classes `[a-z]` `[^...]`, `.` (any code point).
+// coppice extension: `x%{m,n}` (also `%{m}`, `%{m,}`) matches x only when the text it matches
+// is m..n code points long; `x%j{m,n}` counts JSON string characters instead (an escape such
+// as \" or \u00e9 is one character), which JSON Schema's minLength/maxLength need together
+// with pattern or format.
 // A parsed grammar is a flat program: each alternative is a run of elements ending in End.
 // Repetition stays one element with counts (x{0,5000} is one element, not 5000 copies).
 #pragma once
@@ -29,12 +33,18 @@ enum class Op : uint8_t {
   Chars,   // one code point in classes[arg]
   Ref,     // the rule `arg`
   Repeat,  // the rule `arg`, min..max times (max may be kUnbounded)
+  Bounded,      // the rule `arg`, matching min..max code points in all
+  BoundedJson,  // the rule `arg`, matching min..max JSON string characters (escape = 1)
 };
+
+// Bounded frames keep their progress in Frame::count: the low bits count what was matched,
+// the top bits hold the JSON escape state (BoundedJson).
+inline constexpr uint32_t kBoundMax = (1u << 27) - 1;  // largest finite bound
 
 struct Element {
   Op op = Op::End;
   uint32_t arg = 0;
-  uint32_t min = 0, max = 0;  // Repeat only
+  uint32_t min = 0, max = 0;  // Repeat, Bounded, BoundedJson
 };
 
 struct Grammar {

@@ -421,29 +421,37 @@ std::string Converter::array(const json& s, const std::string& path) {
 
 std::string Converter::string(const json& s, const std::string& path) {
   const bool has_len = s.contains("minLength") || s.contains("maxLength");
+  const uint32_t lo = s.contains("minLength") ? count(s, "minLength", path) : 0;
+  const uint32_t hi = s.contains("maxLength") ? count(s, "maxLength", path) : kUnbounded;
+  if (hi < lo) error(child(path, "maxLength"), "maxLength is below minLength");
+  // pattern / format with a length: the body is bounded by JSON string characters (%j{m,n},
+  // an escape counts as one), which is what minLength/maxLength count.
+  auto bounded = [&](const std::string& body) {
+    if (!has_len) return "\"\\\"\" " + body + " \"\\\"\"";
+    if ((hi != kUnbounded && hi > kBoundMax) || lo > kBoundMax)
+      error(path, "minLength/maxLength above " + std::to_string(kBoundMax) + " with pattern or format are not supported");
+    const std::string b = "(" + body + ")%j{" + std::to_string(lo) + "," + (hi == kUnbounded ? "" : std::to_string(hi)) + "}";
+    return "\"\\\"\" " + b + " \"\\\"\"";
+  };
   if (s.contains("format")) {
     if (!s["format"].is_string()) error(child(path, "format"), "must be a string");
     const std::string f = s["format"].get<std::string>();
     if (!kFormats.count(f))
       error(child(path, "format"), "unsupported format '" + f + "' (supported: date, time, date-time, uuid, email)");
-    if (has_len || s.contains("pattern")) error(path, "format together with pattern/minLength/maxLength is not supported");
+    if (s.contains("pattern")) error(path, "format together with pattern is not supported");
     formats_.insert(f);
     if (f == "date-time") formats_.insert("date"), formats_.insert("time");
-    return "\"\\\"\" " + f + " \"\\\"\"";
+    return bounded(f);
   }
   if (s.contains("pattern")) {
-    if (has_len) error(path, "pattern together with minLength/maxLength is not supported");
     if (!s["pattern"].is_string()) error(child(path, "pattern"), "must be a string");
     try {
-      return "\"\\\"\" " + regex_to_gbnf_expr(s["pattern"].get<std::string>(), RegexMode::JsonString) + " \"\\\"\"";
+      return bounded(regex_to_gbnf_expr(s["pattern"].get<std::string>(), RegexMode::JsonString));
     } catch (const Error& e) {
       error(child(path, "pattern"), e.what());
     }
   }
   if (!has_len) return "string";
-  const uint32_t lo = s.contains("minLength") ? count(s, "minLength", path) : 0;
-  const uint32_t hi = s.contains("maxLength") ? count(s, "maxLength", path) : kUnbounded;
-  if (hi < lo) error(child(path, "maxLength"), "maxLength is below minLength");
   return "\"\\\"\" char" + gbnf_repeat(lo, hi) + " \"\\\"\"";
 }
 

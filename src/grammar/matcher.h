@@ -8,12 +8,13 @@
 #include <vector>
 
 #include "grammar/grammar.h"
+#include "grammar/length_bounds.h"
 
 namespace coppice::grammar {
 
 struct Frame {
   uint32_t pos = 0;    // index into Grammar::elements
-  uint32_t count = 0;  // repetitions done, when elements[pos] is a Repeat
+  uint32_t count = 0;  // repetitions done (Repeat) or length matched so far (Bounded*)
   auto operator<=>(const Frame&) const = default;
 };
 // Top at the back; every frame below the top sits on the Ref/Repeat element it returns to.
@@ -53,7 +54,11 @@ class Matcher {
  private:
   void step(const std::vector<Stack>& in, uint32_t cp, std::vector<Stack>& out) const;
   void expand(Stack s, std::vector<Stack>& out) const;
+  // False when some length bound on the stack cannot hold what the grammar still needs
+  // (pending: a code point is half read at the top, counted as one more).
+  bool live(const Stack& s, bool pending) const;
   GrammarPtr g_;
+  std::shared_ptr<const MinLengths> min_len_;  // only for grammars with length bounds
   size_t max_stacks_;
   MatchState state_, scratch_[2];
 };

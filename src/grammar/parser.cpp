@@ -253,7 +253,30 @@ class Parser {
       if (c == '*') lo = 0, hi = kUnbounded, ++i_;
       else if (c == '+') lo = 1, hi = kUnbounded, ++i_;
       else if (c == '?') lo = 0, hi = 1, ++i_;
-      else if (c == '{') {
+      else if (c == '%') {  // length bound (coppice extension)
+        ++i_;
+        const bool json = i_ < s_.size() && s_[i_] == 'j';
+        if (json) ++i_;
+        if (i_ >= s_.size() || s_[i_] != '{') error(at, "expected '{' after '%' (length bound x%{m,n})");
+        ++i_;
+        lo = number(at);
+        hi = lo;
+        if (i_ < s_.size() && s_[i_] == ',') {
+          ++i_;
+          skip_space(false);
+          hi = i_ < s_.size() && s_[i_] == '}' ? kUnbounded : number(at);
+        }
+        skip_space(false);
+        if (i_ >= s_.size() || s_[i_] != '}') error(at, "expected '}' to close the length bound");
+        ++i_;
+        if (hi < lo) error(at, "length bound %{" + std::to_string(lo) + "," + std::to_string(hi) + "}: max is below min");
+        if ((hi != kUnbounded && hi > kBoundMax) || lo > kBoundMax) error(at, "length bound is too large (at most " + std::to_string(kBoundMax) + ")");
+        uint32_t r;
+        if (item.size() == 1 && item[0].op == Op::Ref) r = item[0].arg;
+        else r = anon_rule(rule, {item});
+        item = {{json ? Op::BoundedJson : Op::Bounded, r, lo, hi}};
+        continue;
+      } else if (c == '{') {
         ++i_;
         lo = number(at);
         hi = lo;
@@ -355,7 +378,8 @@ void check_left_recursion(const Grammar& g) {
   const size_t n = g.n_rules();
   std::vector<bool> nullable(n, false);
   auto elem_nullable = [&](const Element& e) {
-    return (e.op == Op::Ref && nullable[e.arg]) || (e.op == Op::Repeat && (e.min == 0 || nullable[e.arg]));
+    return ((e.op == Op::Ref || e.op == Op::Bounded || e.op == Op::BoundedJson) && nullable[e.arg]) ||
+           (e.op == Op::Repeat && (e.min == 0 || nullable[e.arg]));
   };
   for (bool changed = true; changed;) {
     changed = false;
@@ -376,7 +400,7 @@ void check_left_recursion(const Grammar& g) {
     for (uint32_t a : g.alts[r])
       for (size_t k = a; g.elements[k].op != Op::End; ++k) {
         const Element& e = g.elements[k];
-        if (e.op == Op::Ref || e.op == Op::Repeat) left[r].push_back(e.arg);
+        if (e.op != Op::Chars) left[r].push_back(e.arg);
         if (!elem_nullable(e)) break;
       }
   std::vector<int> color(n, 0);  // 0 new, 1 on the path, 2 done
