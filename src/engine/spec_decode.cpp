@@ -1,0 +1,201 @@
+#include "engine/spec_decode.h"
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cmath>
+
+#include "engine/spec_accept.h"
+#include "util/error.h"
+
+namespace coppice {
+namespace {
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+void SpecStats::add(const SpecStats& o) {
+  spec_steps += o.spec_steps, plain_steps += o.plain_steps, drafted += o.drafted;
+  accepted += o.accepted, emitted += o.emitted, spec_ms += o.spec_ms, plain_ms += o.plain_ms;
+}
+
+SpecController::SpecController(int max_nodes, bool adaptive)
+    : max_nodes_(std::max(1, max_nodes)), adaptive_(adaptive),
+      depth_(adaptive ? std::min(4, max_nodes_) : max_nodes_), cooldown_(adaptive ? 2 : 0) {}
+
+bool SpecController::speculate() {
+  if (cooldown_ > 0) {
+    --cooldown_;
+    return false;
+  }
+  return true;
+}
+
+void SpecController::record_spec(int accepted, int n_tokens, double ms) {
+  ema_acc_ = ema_acc_ < 0 ? accepted : 0.8 * ema_acc_ + 0.2 * accepted;
+  if (!adaptive_) return;
+  // Draft a little deeper than what is usually accepted: a rejected tail costs little.
+  depth_ = std::clamp(static_cast<int>(std::ceil(1.5 * ema_acc_)) + 2, 1, max_nodes_);
+  const double rate = n_tokens / std::max(ms, 1e-3);
+  spec_rate_ = n_spec_ == 0 ? rate : 0.8 * spec_rate_ + 0.2 * rate;
+  ++n_spec_;
+  if (n_spec_ >= 4 && n_plain_ >= 2 && spec_rate_ < 0.95 * plain_rate_) {
+    cooldown_ = backoff_;  // speculation does not pay here: decode plainly, probe again later
+    backoff_ = std::min(backoff_ * 2, 512);
+    n_spec_ = 0;
+  } else if (n_spec_ >= 4 && spec_rate_ > plain_rate_) {
+    backoff_ = 16;
+  }
+}
+
+void SpecController::record_plain(double ms) {
+  const double rate = 1.0 / std::max(ms, 1e-3);
+  plain_rate_ = n_plain_ == 0 ? rate : 0.8 * plain_rate_ + 0.2 * rate;
+  ++n_plain_;
+}
+
+SpecDecoder::SpecDecoder(Model& model, KvCache& cache, SeqId seq, Sampler& sampler,
+                         std::unique_ptr<Drafter> drafter, const SpecConfig& cfg)
+    : model_(model), cache_(cache), seq_(seq), sampler_(sampler), drafter_(std::move(drafter)),
+      ctl_(cfg.max_nodes, cfg.adaptive), rng_(sampler.params().seed ^ 0x5bd1e995u) {
+  CP_ASSERT(drafter_ != nullptr);
+}
+
+int32_t SpecDecoder::draw(int node, const std::vector<int>& kids) {
+  const int64_t V = model_.n_vocab();
+  const std::span<const float> row(logits_.data() + node * V, static_cast<size_t>(V));
+  chosen_ = -1;
+  if (tree_.q.empty() || kids.empty()) {
+    // Point-mass drafts: drawing x ~ p and following the child equal to x accepts child c
+    // with probability p(c), which is the speculative rule for q = delta(c); and it consumes
+    // the sampler's PRNG exactly as plain decoding does.
+    const int32_t x = sampler_.sample(row);
+    for (int k : kids)
+      if (step_tokens_[k] == x) chosen_ = k;
+    return x;
+  }
+  dense_probs(sampler_.process(row), V, p_);
+  std::vector<int32_t> cand;
+  std::vector<const float*> q;
+  for (int k : kids) {
+    cand.push_back(step_tokens_[k]);
+    q.push_back(tree_.q[k - 1].data());
+  }
+  const AcceptResult r = speculative_accept(p_, cand, q, rng_);
+  if (r.chosen >= 0) chosen_ = kids[r.chosen];
+  return r.token;
+}
+
+void SpecDecoder::step(std::span<const int32_t> context, int max_new,
+                       const std::function<bool(int32_t)>& stop, std::vector<int32_t>& out) {
+  CP_ASSERT(!context.empty() && max_new > 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t V = model_.n_vocab();
+  const int L = cache_.length(seq_);
+  const int32_t pos = L == 0 ? 0 : cache_.position(seq_, L - 1) + 1;
+  const int64_t cap = static_cast<int64_t>(cache_.block_size()) * cache_.n_blocks();
+  int budget = std::min(ctl_.max_nodes(), max_new - 1);
+  budget = static_cast<int>(std::min<int64_t>(budget, cap - L - 1));
+  while (budget > 0 && cache_.blocks_needed(seq_, 1 + budget) > cache_.blocks_free()) --budget;
+  tree_.clear();
+  if (budget > 0 && ctl_.speculate()) {
+    DraftRequest req{context, budget, std::min(ctl_.max_depth(), budget)};
+    drafter_->draft(req, tree_);
+    if (tree_.size() > budget) {  // breadth-first: dropping the tail keeps a valid tree
+      tree_.tokens.resize(static_cast<size_t>(budget));
+      tree_.parent.resize(static_cast<size_t>(budget));
+      if (!tree_.q.empty()) tree_.q.resize(static_cast<size_t>(budget));
+    }
+  }
+  const int n = tree_.size();
+
+  // The root (pending token) and the tree in one batch; every node wants logits.
+  batch_.clear();
+  step_tokens_.assign(1, context.back());
+  batch_.push_back({context.back(), pos, seq_, true, n > 0, -1});
+  std::vector<int> depth(static_cast<size_t>(n) + 1, 0);
+  std::vector<std::vector<int>> kids(static_cast<size_t>(n) + 1);
+  for (int i = 0; i < n; ++i) {
+    const int b = i + 1, par = tree_.parent[i] + 1;
+    CP_ASSERT(par >= 0 && par < b);
+    depth[b] = depth[par] + 1;
+    kids[par].push_back(b);
+    step_tokens_.push_back(tree_.tokens[i]);
+    batch_.push_back({tree_.tokens[i], pos + depth[b], seq_, true, true, par});
+  }
+  model_.step(batch_, cache_, logits_);
+
+  // Walk: draw at the current node; continue into the child equal to the drawn token.
+  std::vector<int> path{0};
+  int u = 0;
+  const size_t out0 = out.size();
+  for (;;) {
+    const int32_t x = draw(u, kids[u]);
+    sampler_.accept(x);
+    out.push_back(x);
+    if (chosen_ < 0 || stop(x) || static_cast<int>(out.size() - out0) >= max_new) break;
+    u = chosen_;
+    path.push_back(u);
+  }
+  // Keep the path's KV: move the (few) accepted rows into place, drop the rest.
+  const int kept = static_cast<int>(path.size());
+  for (int j = 0; j < kept; ++j)
+    if (path[j] != j) cache_.move_cell(seq_, L + path[j], L + j);
+  cache_.truncate(seq_, L + kept);
+
+  const int drawn = static_cast<int>(out.size() - out0);
+  stats_.emitted += drawn;
+  drafter_->observe(step_tokens_, logits_, V, kept);
+  if (n == 0) {
+    ++stats_.plain_steps;
+    const double ms = ms_since(t0);
+    stats_.plain_ms += ms;
+    ctl_.record_plain(ms);
+    return;
+  }
+  ++stats_.spec_steps;
+  stats_.drafted += n;
+  stats_.accepted += kept - 1;
+  const double ms = ms_since(t0);
+  stats_.spec_ms += ms;
+  ctl_.record_spec(kept - 1, drawn, ms);
+}
+
+GenerateStats generate_spec(Model& model, KvCache& cache, SeqId seq, const Tokenizer& tok,
+                            Sampler& sampler, const std::vector<int32_t>& prompt,
+                            const GenerateOptions& opts, SpecDecoder& spec,
+                            const std::function<bool(int32_t)>& on_token) {
+  GenerateStats st;
+  if (prompt.empty()) fail("generate", "empty prompt (nothing to condition on)");
+  std::vector<float> logits;
+  auto t0 = std::chrono::steady_clock::now();
+  prefill(model, cache, seq, prompt, opts.n_batch, false, logits);
+  st.prompt_ms = ms_since(t0);
+  st.n_prompt = static_cast<int>(prompt.size());
+  for (int32_t t : prompt) sampler.accept_prompt(t);
+
+  auto t1 = std::chrono::steady_clock::now();
+  const int64_t cap = cache.block_size() * cache.n_blocks();
+  const auto eog = [&](int32_t id) { return opts.stop_at_eog && tok.is_eog(id); };
+  // The first token comes from the prompt's logits, as in generate().
+  std::vector<int32_t> drawn{sampler.sample(logits)};
+  sampler.accept(drawn[0]);
+  for (;;) {
+    for (int32_t id : drawn) {
+      ++st.n_generated;
+      if (eog(id) || !on_token(id) || (opts.n_predict >= 0 && st.n_generated >= opts.n_predict)) {
+        st.gen_ms = ms_since(t1);
+        return st;
+      }
+    }
+    if (cache.length(seq) >= cap || cache.blocks_needed(seq, 1) > cache.blocks_free()) break;
+    drawn.clear();
+    const int max_new = opts.n_predict < 0 ? INT_MAX : opts.n_predict - st.n_generated;
+    spec.step(sampler.history(), max_new, eog, drawn);
+  }
+  st.gen_ms = ms_since(t1);
+  return st;
+}
+
+}  // namespace coppice

@@ -1,0 +1,343 @@
+// Speculative decoding: tree verification against plain decoding of each path, KV rollback,
+// greedy identity of every drafter, seeded identity under sampling, and a chi-square test of
+// the speculative sampling rule.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "engine/generate.h"
+#include "engine/spec.h"
+#include "engine/spec_accept.h"
+#include "engine/spec_decode.h"
+#include "model/model.h"
+#include "test_util.h"
+#include "util/error.h"
+
+using namespace coppice;
+using testutil::shared;
+
+namespace {
+
+const std::string kStories = "models/stories260K.gguf";
+const std::string kFixture = "models/fixtures/llama-d256-f16.gguf";
+
+struct Loaded {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tok;
+};
+Loaded load(const std::string& rel) {
+  ModelOptions mo;
+  mo.n_threads = 1;  // the tests' machines are small and busy: no spinning pools
+  Loaded l;
+  l.model = Model::load(shared(rel), mo);
+  l.tok = Tokenizer::from_gguf(l.model->file());
+  return l;
+}
+
+// Logits after feeding `tokens` one at a time into a fresh sequence (plain decoding).
+std::vector<float> plain_logits(Model& m, const std::vector<int32_t>& tokens) {
+  KvCache c = m.make_cache(512);
+  c.add_sequence(0);
+  std::vector<float> lg;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const BatchToken bt{tokens[i], static_cast<int32_t>(i), 0, true};
+    m.step(std::span<const BatchToken>(&bt, 1), c, lg);
+  }
+  return lg;
+}
+
+// Proposes a fixed tree, whatever the context (tests force particular accepted paths).
+class FixedDrafter final : public Drafter {
+ public:
+  explicit FixedDrafter(DraftTree t) : t_(std::move(t)) {}
+  const char* name() const override { return "fixed"; }
+  void draft(const DraftRequest&, DraftTree& out) override { out = t_; }
+ private:
+  DraftTree t_;
+};
+
+}  // namespace
+
+TEST(SpecTree, EveryNodeMatchesPlainDecodingOfItsPath) {
+  Loaded l = load(kStories);
+  Model& m = *l.model;
+  const std::vector<int32_t> prompt = l.tok->encode("Once upon a time, there was a little", true, true);
+  KvCache cache = m.make_cache(512);
+  cache.add_sequence(0);
+  std::vector<float> lg;
+  prefill(m, cache, 0, prompt, 64, false, lg);
+  // Root r, then: a(r), b(r), c(a), d(a), e(b), f(c): depth up to 3, siblings interleaved.
+  const int32_t P = static_cast<int32_t>(prompt.size());
+  const std::vector<int32_t> tok{300, 17, 42, 99, 256, 7, 311};
+  const std::vector<int32_t> par{-1, 0, 0, 1, 1, 2, 3};
+  std::vector<BatchToken> batch;
+  std::vector<int> depth(tok.size(), 0);
+  for (size_t i = 0; i < tok.size(); ++i) {
+    if (par[i] >= 0) depth[i] = depth[par[i]] + 1;
+    batch.push_back({tok[i], P + depth[i], 0, true, true, par[i]});
+  }
+  m.step(batch, cache, lg);
+  const int64_t V = m.n_vocab();
+  for (size_t i = 0; i < tok.size(); ++i) {
+    std::vector<int32_t> path;
+    for (int j = static_cast<int>(i); j >= 0; j = par[j]) path.insert(path.begin(), tok[j]);
+    std::vector<int32_t> seq = prompt;
+    seq.insert(seq.end(), path.begin(), path.end());
+    const std::vector<float> ref = plain_logits(m, seq);
+    for (int64_t v = 0; v < V; ++v)
+      ASSERT_EQ(lg[i * V + v], ref[v]) << "node " << i << " token " << v;  // bit-identical
+  }
+}
+
+TEST(SpecTree, BadParentIsAnError) {
+  Loaded l = load(kStories);
+  KvCache cache = l.model->make_cache(64);
+  cache.add_sequence(0);
+  std::vector<float> lg;
+  std::vector<BatchToken> batch{{1, 0, 0, true, true, -1}, {5, 1, 0, true, true, 1}};
+  EXPECT_THROW(l.model->step(batch, cache, lg), Error);
+  EXPECT_EQ(cache.length(0), 0);
+}
+
+TEST(SpecRollback, CacheAfterNonPrefixPathEqualsPlainDecoding) {
+  Loaded l = load(kStories);
+  Model& m = *l.model;
+  const std::vector<int32_t> prompt = l.tok->encode("Lily and Ben went to the park", true, true);
+  // The plain greedy continuation g[0..5).
+  std::vector<int32_t> g, seq = prompt;
+  for (int k = 0; k < 5; ++k) {
+    const std::vector<float> lg = plain_logits(m, seq);
+    const int32_t t = static_cast<int32_t>(std::max_element(lg.begin(), lg.end()) - lg.begin());
+    g.push_back(t);
+    seq.push_back(t);
+  }
+  // Tree after root g0: a wrong branch first, so the accepted path g1 g2 g3 is not a prefix of
+  // the step's cells and its rows must be moved.
+  const int32_t w = (g[1] + 1) % 512;
+  DraftTree t;
+  t.add(w, -1);      // 0
+  t.add(g[1], -1);   // 1
+  t.add(g[2], 0);    // 2 (under the wrong branch)
+  t.add(g[2], 1);    // 3
+  t.add(w, 3);       // 4
+  t.add(g[3], 3);    // 5
+  KvCache cache = m.make_cache(512);
+  cache.add_sequence(0);
+  std::vector<float> lg;
+  prefill(m, cache, 0, prompt, 64, false, lg);
+  SamplingParams sp;
+  sp.temperature = 0;
+  Sampler sampler(sp);
+  for (int32_t x : prompt) sampler.accept_prompt(x);
+  sampler.accept(g[0]);
+  SpecConfig cfg;
+  cfg.max_nodes = 16;
+  cfg.adaptive = false;
+  SpecDecoder dec(m, cache, 0, sampler, std::make_unique<FixedDrafter>(t), cfg);
+  std::vector<int32_t> out;
+  dec.step(sampler.history(), 100, [](int32_t) { return false; }, out);
+  ASSERT_EQ(out, (std::vector<int32_t>{g[1], g[2], g[3], g[4]}));
+  ASSERT_EQ(cache.length(0), static_cast<int>(prompt.size()) + 4);  // root + 3 accepted
+  for (int c = 0; c < cache.length(0); ++c) EXPECT_EQ(cache.position(0, c), c);
+  // The next token's logits from the rolled-back cache equal plain decoding's.
+  const BatchToken bt{g[4], static_cast<int32_t>(prompt.size()) + 4, 0, true};
+  m.step(std::span<const BatchToken>(&bt, 1), cache, lg);
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), g.begin(), g.end());
+  const std::vector<float> ref = plain_logits(m, all);
+  ASSERT_EQ(lg, ref);
+}
+
+namespace {
+
+struct DrafterCase {
+  std::string model;
+  std::string spec;  // parse_spec text; "draft:" + a shared-relative path
+};
+
+std::vector<int32_t> run_gen(Loaded& l, const std::vector<int32_t>& prompt, const SamplingParams& sp,
+                             const std::string* spec, int n, SpecStats* stats = nullptr) {
+  KvCache cache = l.model->make_cache(1024);
+  cache.add_sequence(0);
+  Sampler sampler(sp);
+  GenerateOptions go;
+  go.n_predict = n;
+  go.n_batch = 32;
+  std::vector<int32_t> out;
+  const auto sink = [&](int32_t t) {
+    out.push_back(t);
+    return true;
+  };
+  if (!spec) {
+    generate(*l.model, cache, 0, *l.tok, sampler, prompt, go, sink);
+    return out;
+  }
+  SpecConfig cfg = parse_spec(*spec);
+  if (cfg.kind == SpecConfig::Kind::DraftModel) cfg.draft_path = shared(cfg.draft_path);
+  cfg.max_nodes = 12;
+  SpecDecoder dec(*l.model, cache, 0, sampler, make_drafter(cfg, *l.model, cache, 0, 1, 1024), cfg);
+  generate_spec(*l.model, cache, 0, *l.tok, sampler, prompt, go, dec, sink);
+  if (stats) *stats = dec.stats();
+  return out;
+}
+
+const char* kPrompts[] = {
+    "Once upon a time, there was a little girl named Lily.",
+    "Tom had a red ball. Tom had a red ball. Tom had a",
+    "The cat sat on the mat. The dog sat on the log. The cat sat on the",
+    "One day, a big bird flew",
+};
+
+class GreedyIdentity : public ::testing::TestWithParam<DrafterCase> {};
+
+}  // namespace
+
+TEST_P(GreedyIdentity, SameTokensAsPlainDecoding) {
+  Loaded l = load(GetParam().model);
+  SamplingParams sp;
+  sp.temperature = 0;
+  SpecStats total;
+  for (const char* p : kPrompts) {
+    const std::vector<int32_t> prompt = l.tok->encode(p, true, true);
+    const std::vector<int32_t> ref = run_gen(l, prompt, sp, nullptr, 96);
+    SpecStats st;
+    const std::vector<int32_t> got = run_gen(l, prompt, sp, &GetParam().spec, 96, &st);
+    ASSERT_EQ(got, ref) << GetParam().spec << " on \"" << p << "\"";
+    total.add(st);
+  }
+  EXPECT_GT(total.spec_steps, 0) << "the drafter never proposed anything";
+  std::printf("%s on %s: %lld verify steps, acceptance %.2f, %.2f tokens/step\n", GetParam().spec.c_str(),
+              GetParam().model.c_str(), static_cast<long long>(total.spec_steps), total.acceptance_rate(),
+              total.mean_accepted());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Drafters, GreedyIdentity,
+    ::testing::Values(DrafterCase{kStories, "ngram"}, DrafterCase{kStories, "ngram:1"},
+                      DrafterCase{kStories, "recycle"}, DrafterCase{kStories, "layerskip"},
+                      DrafterCase{kStories, "layerskip:3"}, DrafterCase{kStories, "draft:" + kFixture},
+                      DrafterCase{kFixture, "ngram"}, DrafterCase{kFixture, "recycle"},
+                      DrafterCase{kFixture, "layerskip"}, DrafterCase{kFixture, "draft:" + kStories}),
+    [](const ::testing::TestParamInfo<DrafterCase>& pi) {
+      std::string s = (pi.param.model == kStories ? "stories_" : "fixture_") + pi.param.spec.substr(0, pi.param.spec.find('/'));
+      for (char& c : s)
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      return s;
+    });
+
+TEST(SpecSampling, DeterministicDraftersReproduceSeededSampling) {
+  Loaded l = load(kStories);
+  SamplingParams sp;
+  sp.temperature = 0.9f;
+  sp.top_k = 0;
+  sp.top_p = 1.0f;
+  sp.min_p = 0.0f;
+  sp.repeat_penalty = 1.1f;  // history-dependent: the walk must accept tokens in order
+  for (const std::string spec : {"ngram", "recycle", "layerskip"}) {
+    for (uint64_t seed : {1u, 2u, 3u}) {
+      sp.seed = seed;
+      const std::vector<int32_t> prompt = l.tok->encode(kPrompts[1], true, true);
+      const std::vector<int32_t> ref = run_gen(l, prompt, sp, nullptr, 80);
+      SpecStats st;
+      EXPECT_EQ(run_gen(l, prompt, sp, &spec, 80, &st), ref) << spec << " seed " << seed;
+    }
+  }
+}
+
+namespace {
+
+// Pearson chi-square of counts against probabilities p (all p > 0).
+double chi_square(const std::vector<int64_t>& counts, const std::vector<double>& p, int64_t n) {
+  double x2 = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const double e = p[i] * n;
+    x2 += (counts[i] - e) * (counts[i] - e) / e;
+  }
+  return x2;
+}
+
+int32_t draw(const std::vector<float>& w, Rng& rng) {
+  double r = rng.uniform(), cum = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    cum += w[i];
+    if (r < cum) return static_cast<int32_t>(i);
+  }
+  return static_cast<int32_t>(w.size() - 1);
+}
+
+}  // namespace
+
+// Output tokens of the acceptance rule must follow p whatever the drafts: one draft from q,
+// three i.i.d. drafts from q (a tree node with three children), and point-mass drafts.
+TEST(SpecSampling, AcceptanceRulePreservesTheTargetDistribution) {
+  constexpr int V = 6;
+  constexpr int64_t N = 60000;
+  // 99.9% quantile of chi-square with 5 degrees of freedom.
+  constexpr double kCritical = 20.52;
+  Rng gen(12345);
+  for (int trial = 0; trial < 3; ++trial) {
+    std::vector<float> p(V), q(V);
+    double sp = 0, sq = 0;
+    for (int i = 0; i < V; ++i) sp += p[i] = 0.05f + static_cast<float>(gen.uniform());
+    for (int i = 0; i < V; ++i) sq += q[i] = 0.05f + static_cast<float>(gen.uniform());
+    for (int i = 0; i < V; ++i) p[i] = static_cast<float>(p[i] / sp), q[i] = static_cast<float>(q[i] / sq);
+    std::vector<double> pd(p.begin(), p.end()), qd(q.begin(), q.end());
+    for (int mode = 0; mode < 3; ++mode) {
+      Rng rng(777 + trial * 10 + mode);
+      std::vector<int64_t> counts(V, 0), first_draft(V, 0);
+      for (int64_t n = 0; n < N; ++n) {
+        std::vector<int32_t> cand;
+        std::vector<const float*> qs;
+        if (mode == 0) {
+          cand = {draw(q, rng)};
+          qs = {q.data()};
+        } else if (mode == 1) {
+          cand = {draw(q, rng), draw(q, rng), draw(q, rng)};
+          qs = {q.data(), q.data(), q.data()};
+        } else {
+          cand = {static_cast<int32_t>(n % V), static_cast<int32_t>((n + 2) % V)};
+          qs = {nullptr, nullptr};
+        }
+        ++first_draft[cand[0]];
+        std::vector<float> pw = p;
+        ++counts[speculative_accept(pw, cand, qs, rng).token];
+      }
+      EXPECT_LT(chi_square(counts, pd, N), kCritical) << "trial " << trial << " mode " << mode;
+      // Power check: the drafts themselves do not follow p.
+      if (mode < 2) {
+        EXPECT_GT(chi_square(first_draft, pd, N), kCritical);
+      }
+    }
+  }
+}
+
+TEST(SpecConfigParse, ValuesAndErrors) {
+  EXPECT_EQ(parse_spec("ngram:4").ngram_n, 4);
+  EXPECT_EQ(parse_spec("recycle").kind, SpecConfig::Kind::Recycle);
+  EXPECT_EQ(parse_spec("draft:/x.gguf").draft_path, "/x.gguf");
+  EXPECT_EQ(parse_spec("none").kind, SpecConfig::Kind::None);
+  EXPECT_THROW(parse_spec("ngram:0"), Error);
+  EXPECT_THROW(parse_spec("ngram:x"), Error);
+  EXPECT_THROW(parse_spec("draft"), Error);
+  EXPECT_THROW(parse_spec("medusa"), Error);
+}
+
+TEST(SpecController, FallsBackWhenSpeculationIsSlower) {
+  SpecController c(8, true);
+  EXPECT_FALSE(c.speculate());  // two plain steps first, to measure plain decoding
+  c.record_plain(1.0);
+  EXPECT_FALSE(c.speculate());
+  c.record_plain(1.0);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(c.speculate());
+    c.record_spec(0, 1, 2.0);  // one token per 2 ms: half plain's rate
+  }
+  int plain = 0;
+  for (int i = 0; i < 20; ++i) plain += !c.speculate();
+  EXPECT_EQ(plain, 16);
+  // Full acceptance deepens the draft.
+  SpecController d(16, true);
+  for (int i = 0; i < 8; ++i) d.record_spec(d.max_depth(), d.max_depth() + 1, 1.0);
+  EXPECT_EQ(d.max_depth(), 16);
+}
