@@ -323,21 +323,39 @@ TEST(SpecConfigParse, ValuesAndErrors) {
   EXPECT_THROW(parse_spec("medusa"), Error);
 }
 
-TEST(SpecController, FallsBackWhenSpeculationIsSlower) {
-  SpecController c(8, true);
-  EXPECT_FALSE(c.speculate());  // two plain steps first, to measure plain decoding
-  c.record_plain(1.0);
-  EXPECT_FALSE(c.speculate());
-  c.record_plain(1.0);
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(c.speculate());
-    c.record_spec(0, 1, 2.0);  // one token per 2 ms: half plain's rate
+namespace {
+
+// Simulates `steps` steps where a budget b yields tokens(b) in time(b); returns how often each
+// budget was chosen.
+template <class Tok, class Time>
+std::map<int, int> simulate(SpecController& c, int steps, Tok tokens, Time time) {
+  std::map<int, int> picks;
+  for (int i = 0; i < steps; ++i) {
+    const int b = c.choose();
+    ++picks[b];
+    c.record(b, tokens(b), time(b));
   }
-  int plain = 0;
-  for (int i = 0; i < 20; ++i) plain += !c.speculate();
-  EXPECT_EQ(plain, 16);
-  // Full acceptance deepens the draft.
-  SpecController d(16, true);
-  for (int i = 0; i < 8; ++i) d.record_spec(d.max_depth(), d.max_depth() + 1, 1.0);
-  EXPECT_EQ(d.max_depth(), 16);
+  return picks;
+}
+
+}  // namespace
+
+TEST(SpecController, FallsBackToPlainWhenVerifyingIsExpensive) {
+  // Compute-bound: each drafted token costs as much as a decode step, acceptance 30%.
+  SpecController c(16, true);
+  auto picks = simulate(c, 400, [](int b) { return 1 + static_cast<int>(0.3 * b); },
+                        [](int b) { return 1.0 + b; });
+  EXPECT_EQ(c.best_budget(), 0);
+  EXPECT_GT(picks[0], 350);
+}
+
+TEST(SpecController, GrowsTheTreeWhenVerifyingIsCheap) {
+  // Memory-bound: 5% per drafted token, up to 6 tokens accepted: the best budget is 8.
+  SpecController c(16, true);
+  auto picks = simulate(c, 400, [](int b) { return 1 + static_cast<int>(0.8 * std::min(b, 6)); },
+                        [](int b) { return 1.0 + 0.05 * b; });
+  EXPECT_EQ(c.best_budget(), 8);
+  EXPECT_GT(picks[8], 300);
+  SpecController fixed(16, false);
+  EXPECT_EQ(fixed.choose(), 16);
 }

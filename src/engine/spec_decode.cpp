@@ -20,39 +20,58 @@ void SpecStats::add(const SpecStats& o) {
   accepted += o.accepted, emitted += o.emitted, spec_ms += o.spec_ms, plain_ms += o.plain_ms;
 }
 
-SpecController::SpecController(int max_nodes, bool adaptive)
-    : max_nodes_(std::max(1, max_nodes)), adaptive_(adaptive),
-      depth_(adaptive ? std::min(4, max_nodes_) : max_nodes_), cooldown_(adaptive ? 2 : 0) {}
-
-bool SpecController::speculate() {
-  if (cooldown_ > 0) {
-    --cooldown_;
-    return false;
-  }
-  return true;
+SpecController::SpecController(int max_nodes, bool adaptive) : adaptive_(adaptive) {
+  max_nodes = std::max(1, max_nodes);
+  arms_.push_back(0);
+  for (int b = 1; b < max_nodes; b *= 2) arms_.push_back(b);
+  arms_.push_back(max_nodes);
+  rate_.assign(arms_.size(), 0.0);
+  n_.assign(arms_.size(), 0);
+  last_.assign(arms_.size(), 0);
 }
 
-void SpecController::record_spec(int accepted, int n_tokens, double ms) {
-  ema_acc_ = ema_acc_ < 0 ? accepted : 0.8 * ema_acc_ + 0.2 * accepted;
-  if (!adaptive_) return;
-  // Draft a little deeper than what is usually accepted: a rejected tail costs little.
-  depth_ = std::clamp(static_cast<int>(std::ceil(1.5 * ema_acc_)) + 2, 1, max_nodes_);
+int SpecController::best() const {
+  int b = 0;
+  for (size_t i = 1; i < arms_.size(); ++i)
+    if (n_[i] > 0 && rate_[i] > rate_[b]) b = static_cast<int>(i);
+  return b;
+}
+
+int SpecController::choose() {
+  if (!adaptive_) return arms_.back();
+  ++t_;
+  const int nb = static_cast<int>(arms_.size());
+  // Start: plain twice, then sizes upward once each while they reach 60% of the best rate.
+  // Then mostly the best, probing a neighbour every 32 steps and the stalest size within two
+  // of the best every 256 (measurements drift with context length and acceptance).
+  if (n_[0] < 2) return 0;
+  const int b = best();
+  for (int i = 1; i < nb; ++i) {
+    if (n_[i] > 0) continue;
+    if (rate_[i - 1] >= 0.6 * rate_[b]) return arms_[i];
+    break;
+  }
+  if (t_ % 256 == 0) {
+    int stale = b;
+    for (int i = std::max(0, b - 2); i <= std::min(nb - 1, b + 2); ++i)
+      if (last_[i] < last_[stale]) stale = i;
+    return arms_[stale];
+  }
+  if (t_ % 32 == 0) {
+    explore_dir_ = -explore_dir_;
+    return arms_[std::clamp(b + explore_dir_, 0, nb - 1)];
+  }
+  return arms_[b];
+}
+
+void SpecController::record(int budget, int n_tokens, double ms) {
+  const auto it = std::find(arms_.begin(), arms_.end(), budget);
+  if (it == arms_.end()) return;  // clamped by the cache or the token limit: not comparable
+  const size_t i = static_cast<size_t>(it - arms_.begin());
   const double rate = n_tokens / std::max(ms, 1e-3);
-  spec_rate_ = n_spec_ == 0 ? rate : 0.8 * spec_rate_ + 0.2 * rate;
-  ++n_spec_;
-  if (n_spec_ >= 4 && n_plain_ >= 2 && spec_rate_ < 0.95 * plain_rate_) {
-    cooldown_ = backoff_;  // speculation does not pay here: decode plainly, probe again later
-    backoff_ = std::min(backoff_ * 2, 512);
-    n_spec_ = 0;
-  } else if (n_spec_ >= 4 && spec_rate_ > plain_rate_) {
-    backoff_ = 16;
-  }
-}
-
-void SpecController::record_plain(double ms) {
-  const double rate = 1.0 / std::max(ms, 1e-3);
-  plain_rate_ = n_plain_ == 0 ? rate : 0.8 * plain_rate_ + 0.2 * rate;
-  ++n_plain_;
+  rate_[i] = n_[i] == 0 ? rate : 0.7 * rate_[i] + 0.3 * rate;
+  ++n_[i];
+  last_[i] = t_;
 }
 
 SpecDecoder::SpecDecoder(Model& model, KvCache& cache, SeqId seq, Sampler& sampler,
@@ -95,12 +114,13 @@ void SpecDecoder::step(std::span<const int32_t> context, int max_new,
   const int L = cache_.length(seq_);
   const int32_t pos = L == 0 ? 0 : cache_.position(seq_, L - 1) + 1;
   const int64_t cap = static_cast<int64_t>(cache_.block_size()) * cache_.n_blocks();
-  int budget = std::min(ctl_.max_nodes(), max_new - 1);
+  const int chosen = ctl_.choose();
+  int budget = std::min(chosen, max_new - 1);
   budget = static_cast<int>(std::min<int64_t>(budget, cap - L - 1));
   while (budget > 0 && cache_.blocks_needed(seq_, 1 + budget) > cache_.blocks_free()) --budget;
   tree_.clear();
-  if (budget > 0 && ctl_.speculate()) {
-    DraftRequest req{context, budget, std::min(ctl_.max_depth(), budget)};
+  if (budget > 0) {
+    DraftRequest req{context, budget, budget};
     drafter_->draft(req, tree_);
     if (tree_.size() > budget) {  // breadth-first: dropping the tail keeps a valid tree
       tree_.tokens.resize(static_cast<size_t>(budget));
@@ -151,7 +171,8 @@ void SpecDecoder::step(std::span<const int32_t> context, int max_new,
     ++stats_.plain_steps;
     const double ms = ms_since(t0);
     stats_.plain_ms += ms;
-    ctl_.record_plain(ms);
+    // A budget whose drafter found nothing is measured as what it cost: a plain step.
+    ctl_.record(budget == chosen ? chosen : -1, drawn, ms);
     return;
   }
   ++stats_.spec_steps;
@@ -159,7 +180,7 @@ void SpecDecoder::step(std::span<const int32_t> context, int max_new,
   stats_.accepted += kept - 1;
   const double ms = ms_since(t0);
   stats_.spec_ms += ms;
-  ctl_.record_spec(kept - 1, drawn, ms);
+  ctl_.record(budget == chosen ? chosen : -1, drawn, ms);
 }
 
 GenerateStats generate_spec(Model& model, KvCache& cache, SeqId seq, const Tokenizer& tok,

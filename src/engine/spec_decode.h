@@ -21,28 +21,35 @@ struct SpecStats {
   double acceptance_rate() const { return drafted ? double(accepted) / drafted : 0.0; }
   // Tokens per verify step: 1 + accepted drafts on average.
   double mean_accepted() const { return spec_steps ? 1.0 + double(accepted) / spec_steps : 0.0; }
+  // Tokens per ms of verify steps over plain steps of the same run (0 when either is missing).
+  double speedup() const {
+    if (spec_steps == 0 || plain_steps == 0 || spec_ms <= 0 || plain_ms <= 0) return 0.0;
+    return (double(emitted - plain_steps) / spec_ms) / (double(plain_steps) / plain_ms);
+  }
   void add(const SpecStats& o);
 };
 
-// Adaptive draft depth (SpecDec++ / PEARL idea: follow the observed accepted length) and
-// fallback to plain decoding when measured speculative throughput does not beat plain decode.
+// Adaptive draft size with fallback to plain decoding: the tree budget is chosen among
+// {0 (plain), 1, 2, 4, ...} by measured throughput (tokens per ms, EMA) of each size in this
+// run: each size is tried first, then mostly the best one, probing others now and then. This
+// follows the acceptance length (SpecDec++, PEARL) and the machine's verify cost at once: a
+// compute-bound model on a small CPU settles on plain decoding, a memory-bound one on a tree.
 class SpecController {
  public:
   SpecController(int max_nodes, bool adaptive);
-  int max_nodes() const { return max_nodes_; }
-  int max_depth() const { return depth_; }
-  bool speculate();  // false: decode this step plainly
-  void record_spec(int accepted, int n_tokens, double ms);
-  void record_plain(double ms);
+  int choose();  // the draft budget for this step; 0: decode plainly
+  void record(int budget, int n_tokens, double ms);
+  int best_budget() const { return arms_[best()]; }
 
  private:
-  int max_nodes_;
+  int best() const;
+  std::vector<int> arms_;     // candidate budgets, ascending, arms_[0] = 0
+  std::vector<double> rate_;  // [arms] EMA tokens per ms
+  std::vector<int> n_;        // [arms] measurements
+  std::vector<int64_t> last_; // [arms] step of the last measurement
   bool adaptive_;
-  int depth_;
-  double ema_acc_ = -1;              // accepted drafts per verify step
-  double spec_rate_ = 0, plain_rate_ = 0;  // EMA tokens per ms
-  int n_plain_ = 0, n_spec_ = 0;
-  int cooldown_ = 0, backoff_ = 16;  // plain steps left before probing again
+  int64_t t_ = 0;
+  int explore_dir_ = 1;
 };
 
 class SpecDecoder {
@@ -61,6 +68,9 @@ class SpecDecoder {
 
  private:
   int32_t draw(int node, const std::vector<int>& kids);  // returns the drawn token
+ public:
+  const SpecController& controller() const { return ctl_; }
+ private:
   Model& model_;
   KvCache& cache_;
   SeqId seq_;
