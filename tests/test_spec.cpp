@@ -312,6 +312,152 @@ TEST(SpecSampling, AcceptanceRulePreservesTheTargetDistribution) {
   }
 }
 
+namespace {
+
+class ForwardingDrafter final : public Drafter {  // lets one loaded draft model serve many runs
+ public:
+  explicit ForwardingDrafter(Drafter& d) : d_(d) {}
+  const char* name() const override { return d_.name(); }
+  void draft(const DraftRequest& req, DraftTree& out) override { d_.draft(req, out); }
+ private:
+  Drafter& d_;
+};
+
+std::vector<double> softmax(const std::vector<float>& lg) {
+  const float mx = *std::max_element(lg.begin(), lg.end());
+  std::vector<double> p(lg.size());
+  double sum = 0;
+  for (size_t i = 0; i < lg.size(); ++i) sum += p[i] = std::exp(static_cast<double>(lg[i]) - mx);
+  for (double& x : p) x /= sum;
+  return p;
+}
+
+// Samples prompt + 2 tokens `runs` times with speculative decoding and returns the chi-square
+// of the second token (after the most likely first one) against the target's conditional
+// distribution at `temp`, computed by plain decoding, and its 99.9% critical value.
+struct ChiResult {
+  double x2 = 0, crit = 0;
+  int64_t n = 0;
+  SpecStats stats;
+};
+template <class MakeDrafter>
+ChiResult second_token_chi_square(Loaded& l, float temp, int max_nodes, int runs, MakeDrafter make) {
+  Model& m = *l.model;
+  const std::vector<int32_t> prompt = l.tok->encode("Once upon a time", true, true);
+  const std::vector<double> p1 = softmax(plain_logits(m, prompt));
+  const int32_t t1 = static_cast<int32_t>(std::max_element(p1.begin(), p1.end()) - p1.begin());
+  std::vector<int32_t> ctx = prompt;
+  ctx.push_back(t1);
+  std::vector<float> lg2 = plain_logits(m, ctx);
+  for (float& x : lg2) x /= temp;
+  const std::vector<double> p2 = softmax(lg2);
+  SamplingParams sp;
+  sp.temperature = temp;
+  sp.top_k = 0;
+  sp.top_p = 1.0f;
+  sp.min_p = 0.0f;
+  SpecConfig cfg;
+  cfg.max_nodes = max_nodes;
+  cfg.adaptive = false;
+  std::vector<int64_t> counts(p2.size(), 0);
+  ChiResult r;
+  for (int seed = 1; seed <= runs; ++seed) {
+    KvCache cache = m.make_cache(64);
+    cache.add_sequence(0);
+    sp.seed = static_cast<uint64_t>(seed);
+    Sampler sampler(sp);
+    GenerateOptions go;
+    go.n_predict = 2 + max_nodes;  // the second token is drawn by a verify step with drafts
+    std::vector<int32_t> out;
+    SpecDecoder dec(m, cache, 0, sampler, make(), cfg);
+    generate_spec(m, cache, 0, *l.tok, sampler, prompt, go, dec, [&](int32_t t) {
+      out.push_back(t);
+      return true;
+    });
+    r.stats.add(dec.stats());
+    if (out.size() >= 2 && out[0] == t1) ++counts[out[1]], ++r.n;
+  }
+  // Chi-square over tokens expected at least 5 times, the rest pooled.
+  double e_rest = 0;
+  int64_t c_rest = 0;
+  int bins = 0;
+  for (size_t t = 0; t < p2.size(); ++t) {
+    const double e = p2[t] * r.n;
+    if (e >= 5) {
+      r.x2 += (counts[t] - e) * (counts[t] - e) / e;
+      ++bins;
+    } else {
+      e_rest += e, c_rest += counts[t];
+    }
+  }
+  if (e_rest >= 5) r.x2 += (c_rest - e_rest) * (c_rest - e_rest) / e_rest, ++bins;
+  const double df = bins - 1, z = 3.09;  // 99.9% quantile (Wilson-Hilferty)
+  r.crit = df * std::pow(1 - 2 / (9 * df) + z * std::sqrt(2 / (9 * df)), 3);
+  std::printf("chi-square %.1f (critical %.1f, %d bins, %lld samples), %lld of %lld drafts accepted\n", r.x2,
+              r.crit, bins, static_cast<long long>(r.n), static_cast<long long>(r.stats.accepted),
+              static_cast<long long>(r.stats.drafted));
+  return r;
+}
+
+// Drafts `width` children of the root, each drawn i.i.d. from the target's own distribution
+// at a higher temperature (recomputed by plain decoding): q overlaps p but is much flatter, so
+// accepts, rejections and residual draws all happen often, and a wrong rule shows.
+class TemperedSelfDrafter final : public Drafter {
+ public:
+  TemperedSelfDrafter(Model& m, float temp, int width, uint64_t seed) : m_(m), temp_(temp), width_(width), rng_(seed) {}
+  const char* name() const override { return "tempered-self"; }
+  void draft(const DraftRequest& req, DraftTree& out) override {
+    std::vector<float> lg = plain_logits(m_, std::vector<int32_t>(req.context.begin(), req.context.end()));
+    for (float& x : lg) x /= temp_;
+    const std::vector<double> q = softmax(lg);
+    std::vector<float> qf(q.begin(), q.end());
+    for (int i = 0; i < std::min(width_, req.max_nodes); ++i) {
+      double r = rng_.uniform(), cum = 0;
+      int32_t t = 0;
+      for (size_t j = 0; j < q.size(); ++j) {
+        cum += q[j];
+        if (r < cum) { t = static_cast<int32_t>(j); break; }
+      }
+      out.add(t, -1);
+      out.q.push_back(qf);
+    }
+  }
+ private:
+  Model& m_;
+  float temp_;
+  int width_;
+  Rng rng_;
+};
+
+}  // namespace
+
+TEST(SpecSampling, SampledDraftTreesKeepTheTargetDistribution) {
+  Loaded l = load(kStories);
+  uint64_t s = 99;
+  // One draft, then a node with three i.i.d. children (multi-candidate rule).
+  for (int width : {1, 3}) {
+    const ChiResult r = second_token_chi_square(l, 1.5f, width, 1500, [&] {
+      return std::make_unique<TemperedSelfDrafter>(*l.model, 4.0f, width, ++s);
+    });
+    ASSERT_GT(r.n, 300);
+    EXPECT_GT(r.stats.accepted, r.n / 10) << "the accept branch rarely ran";
+    EXPECT_GT(r.stats.drafted - r.stats.accepted, r.n / 10) << "the reject branch rarely ran";
+    EXPECT_LT(r.x2, r.crit) << "width " << width;
+  }
+}
+
+// The real draft-model drafter in sampling mode (fills q from its own sampler).
+TEST(SpecSampling, DraftModelSamplingKeepsTheTargetDistribution) {
+  Loaded l = load(kStories);
+  auto draft = make_draft_model_drafter(shared(kFixture), *l.model, 1, 256);
+  const ChiResult r = second_token_chi_square(l, 1.5f, 1, 1500, [&] {
+    return std::make_unique<ForwardingDrafter>(*draft);
+  });
+  ASSERT_GT(r.n, 300);
+  EXPECT_GT(r.stats.accepted, 0);
+  EXPECT_LT(r.x2, r.crit);
+}
+
 TEST(SpecConfigParse, ValuesAndErrors) {
   EXPECT_EQ(parse_spec("ngram:4").ngram_n, 4);
   EXPECT_EQ(parse_spec("recycle").kind, SpecConfig::Kind::Recycle);

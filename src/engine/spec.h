@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/sampling.h"
 #include "model/model.h"
 
 namespace coppice {
@@ -37,6 +38,9 @@ struct DraftRequest {
   std::span<const int32_t> context;  // every token of the sequence, the pending root last
   int max_nodes = 8;                 // tree size budget (adaptive)
   int max_depth = 8;
+  // The target's sampling settings: a drafter with a distribution samples its drafts with
+  // them (filling DraftTree::q); null or greedy: draft the argmax.
+  const SamplingParams* sampling = nullptr;
 };
 
 class Drafter {

@@ -120,7 +120,7 @@ void SpecDecoder::step(std::span<const int32_t> context, int max_new,
   while (budget > 0 && cache_.blocks_needed(seq_, 1 + budget) > cache_.blocks_free()) --budget;
   tree_.clear();
   if (budget > 0) {
-    DraftRequest req{context, budget, budget};
+    DraftRequest req{context, budget, budget, &sampler_.params()};
     drafter_->draft(req, tree_);
     if (tree_.size() > budget) {  // breadth-first: dropping the tail keeps a valid tree
       tree_.tokens.resize(static_cast<size_t>(budget));

@@ -1,9 +1,12 @@
-// Draft model: a smaller GGUF with the same vocabulary drafts a greedy chain. Its own KV cache
+// Draft model: a smaller GGUF with the same vocabulary drafts a chain: the argmax under greedy
+// decoding, else tokens sampled with the target's settings, whose distributions q go to the
+// speculative sampling rule (engine/spec_accept.h). Its own KV cache
 // follows the target's context: the common prefix with what it evaluated before is kept (its
 // accepted drafts included), only the difference is evaluated.
 #include <algorithm>
 
 #include "engine/spec.h"
+#include "engine/spec_accept.h"
 #include "util/error.h"
 
 namespace coppice {
@@ -39,10 +42,27 @@ class DraftModelDrafter final : public Drafter {
     if (cache_->blocks_needed(0, static_cast<int>(batch_.size()) + req.max_depth) > cache_->blocks_free()) return;
     const int64_t V = model_->n_vocab();
     int32_t pos = N;
+    sampler_.reset();
+    if (req.sampling && req.sampling->temperature > 0) {
+      // Own seed stream; the history (penalties) is the target's context.
+      SamplingParams sp = *req.sampling;
+      sp.seed = sp.seed * 0x9E3779B97F4A7C15ull + ++n_draws_;
+      sampler_ = std::make_unique<Sampler>(sp);
+      for (int32_t x : ctx) sampler_->accept_prompt(x);
+    }
     for (int d = 0; d < std::min(req.max_depth, req.max_nodes); ++d) {
       model_->step(batch_, *cache_, logits_);
       for (const BatchToken& b : batch_) have_.push_back(b.token);
-      const int32_t t = static_cast<int32_t>(std::max_element(logits_.end() - V, logits_.end()) - (logits_.end() - V));
+      const std::span<const float> row(logits_.data() + logits_.size() - V, static_cast<size_t>(V));
+      int32_t t;
+      if (sampler_) {
+        t = sampler_->sample(row);
+        dense_probs(sampler_->process(row), V, q_);
+        out.q.push_back(q_);
+        sampler_->accept(t);
+      } else {
+        t = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+      }
       out.add(t, d - 1);
       batch_.assign(1, BatchToken{t, pos++, 0, true});
     }
@@ -54,6 +74,9 @@ class DraftModelDrafter final : public Drafter {
   std::vector<int32_t> have_;   // tokens whose K/V the draft cache holds, in order
   std::vector<BatchToken> batch_;
   std::vector<float> logits_;
+  std::unique_ptr<Sampler> sampler_;  // sampled drafts (non-greedy target), else null
+  std::vector<float> q_;              // [n_vocab]
+  uint64_t n_draws_ = 0;
 };
 
 }  // namespace
