@@ -7,6 +7,7 @@
 #include <map>
 
 #include "engine/generate.h"
+#include "engine/scheduler.h"
 #include "engine/spec.h"
 #include "engine/spec_accept.h"
 #include "engine/spec_decode.h"
@@ -504,4 +505,71 @@ TEST(SpecController, GrowsTheTreeWhenVerifyingIsCheap) {
   EXPECT_GT(picks[8], 300);
   SpecController fixed(16, false);
   EXPECT_EQ(fixed.choose(), 16);
+}
+
+namespace {
+
+// Runs one request through a serving engine; returns its tokens.
+std::vector<int32_t> serve_one(Model& m, const Tokenizer& tok, const std::string& engine_spec,
+                               const std::string& req_spec, EngineStats* stats) {
+  EngineOptions eo;
+  eo.n_ctx = 512;
+  eo.n_parallel = 4;
+  eo.spec = engine_spec;
+  Engine engine(m, tok, eo);
+  GenRequest r;
+  r.prompt = tok.encode(kPrompts[2], true, true);
+  r.max_tokens = 60;
+  r.sampling.temperature = 0;
+  r.spec = req_spec;
+  std::vector<int32_t> out;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  engine.submit(r, [&](const TokenEvent& ev) {
+    std::lock_guard<std::mutex> lk(mu);
+    if (ev.token >= 0) out.push_back(ev.token);
+    if (ev.finish != FinishReason::None) done = true, cv.notify_all();
+    return true;
+  });
+  std::unique_lock<std::mutex> lk(mu);
+  cv.wait(lk, [&] { return done; });
+  if (stats) *stats = engine.stats();
+  return out;
+}
+
+}  // namespace
+
+TEST(SpecServer, LoneSequenceSpeculatesWithTheSameTokens) {
+  Loaded l = load(kStories);
+  const std::vector<int32_t> ref = serve_one(*l.model, *l.tok, "none", "", nullptr);
+  ASSERT_EQ(ref.size(), 60u);
+  EngineStats st;
+  EXPECT_EQ(serve_one(*l.model, *l.tok, "ngram", "", &st), ref);  // server default
+  EXPECT_GT(st.spec_steps, 0u);
+  EXPECT_EQ(serve_one(*l.model, *l.tok, "none", "recycle", &st), ref);  // per request
+  EXPECT_GT(st.spec_steps, 0u);
+  EXPECT_EQ(serve_one(*l.model, *l.tok, "ngram", "none", &st), ref);
+  EXPECT_EQ(st.spec_steps, 0u);
+}
+
+TEST(SpecServer, BadSpecIsRefused) {
+  Loaded l = load(kStories);
+  EngineOptions eo;
+  eo.n_ctx = 128;
+  eo.spec = "draft:/nonexistent.gguf";
+  EXPECT_THROW(Engine(*l.model, *l.tok, eo), Error);
+  eo.spec = "none";
+  Engine engine(*l.model, *l.tok, eo);
+  GenRequest r;
+  r.prompt = {1, 2, 3};
+  for (const std::string bad : {"medusa", "ngram:0", "layerskip:5", "draft:/etc/passwd"}) {
+    r.spec = bad;
+    try {
+      engine.submit(r, [](const TokenEvent&) { return true; });
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const AdmissionError& e) {
+      EXPECT_EQ(e.http_status, 400) << bad;
+    }
+  }
 }

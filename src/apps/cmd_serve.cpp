@@ -33,6 +33,8 @@ struct ServeArgs {
   int64_t kv_memory_mib = 0;
   int block_size = 16;
   int step_tokens = 256;
+  std::string spec = "none";
+  int spec_max = 16;
   int max_queue = 256;
   int max_tokens = 0;
   int max_prompt = 0;
@@ -80,6 +82,8 @@ int serve(ServeArgs a) {
   eo.n_ctx = static_cast<int>(l.n_ctx);
   eo.n_parallel = a.parallel;
   eo.step_tokens = a.step_tokens;
+  eo.spec = a.spec;
+  eo.spec_max_nodes = a.spec_max;
   eo.block_size = a.block_size;
   eo.kv_type = l.kv_type;
   eo.max_queue = a.max_queue;
@@ -140,6 +144,9 @@ Action register_serve(CLI::App& app) {
   sub->add_option("--kv-blocks", a->kv_blocks, "KV cache pool size in blocks (default: ctx * parallel)")->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   sub->add_option("--kv-memory", a->kv_memory_mib, "KV cache pool size in MiB")->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   sub->add_option("--block-size", a->block_size, "tokens per KV block")->check(CLI::Range(1, 1024));
+  sub->add_option("--spec", a->spec, "default speculative decoding for lone sequences: ngram[:N], recycle[:K], "
+                  "layerskip[:EXIT] or none (requests may set \"spec\")");
+  sub->add_option("--spec-max", a->spec_max, "largest draft tree")->check(CLI::Range(1, 64));
   sub->add_option("--step-tokens", a->step_tokens, "tokens per forward step (chunked prefill budget)")->check(CLI::Range(1, 1 << 20));
   sub->add_option("--max-queue", a->max_queue, "waiting requests before 503")->check(CLI::Range(1, 1 << 20));
   sub->add_option("--max-tokens", a->max_tokens, "cap (and default) for max_tokens (0: ctx size)")->check(CLI::Range(0, 1 << 24));

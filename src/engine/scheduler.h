@@ -34,6 +34,7 @@ struct GenRequest {
   bool ignore_eos = false;
   grammar::GrammarPtr grammar;  // structured output: null = unconstrained
   GrammarOptions grammar_options;
+  std::string spec;          // speculative decoding (engine/spec.h syntax); empty: engine default
 };
 
 struct TokenEvent {
@@ -68,6 +69,8 @@ struct EngineOptions {
   int step_tokens = 256;      // per-step token budget (decodes + prefill chunks)
   int max_queue = 256;        // waiting requests beyond this are refused
   bool prefix_cache = true;
+  std::string spec = "none";  // default drafter (engine/spec.h); used while one sequence decodes
+  int spec_max_nodes = 16;
 };
 
 struct EngineStats {
@@ -75,6 +78,8 @@ struct EngineStats {
   int64_t kv_blocks_total = 0, kv_blocks_used = 0, kv_blocks_cached = 0;
   uint64_t prompt_tokens = 0, cached_prompt_tokens = 0, generated_tokens = 0;
   uint64_t steps = 0, preemptions = 0, requests_done = 0;
+  // Speculative decoding.
+  uint64_t spec_steps = 0, spec_drafted = 0, spec_accepted = 0, spec_tokens = 0;
 };
 
 // Thrown by submit(): `http_status` says how the server should answer (400, 503).
@@ -110,6 +115,11 @@ class Engine {
   bool preempt_one();
   bool attach_prefix(Seq& s, int extra_blocks);
   void sample_and_emit(Seq& s, const float* logits);
+  // Speculative decoding (end of scheduler.cpp): a drafter for a new sequence, and one
+  // verify step for a sequence that decodes alone (batches of several decode plainly).
+  void attach_spec(Seq& s);
+  void check_spec(const std::string& text) const;  // throws coppice::Error
+  void spec_step(Seq& s);
   SeqId next_seq_id();
 
   Model& model_;

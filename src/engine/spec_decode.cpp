@@ -31,9 +31,11 @@ SpecController::SpecController(int max_nodes, bool adaptive) : adaptive_(adaptiv
 }
 
 int SpecController::best() const {
+  // A draft size must beat plain decoding by 5%: on a noisy machine a tie means plain.
   int b = 0;
+  double r = rate_[0] * 1.05;
   for (size_t i = 1; i < arms_.size(); ++i)
-    if (n_[i] > 0 && rate_[i] > rate_[b]) b = static_cast<int>(i);
+    if (n_[i] > 0 && rate_[i] > r) b = static_cast<int>(i), r = rate_[i];
   return b;
 }
 
@@ -69,7 +71,9 @@ void SpecController::record(int budget, int n_tokens, double ms) {
   if (it == arms_.end()) return;  // clamped by the cache or the token limit: not comparable
   const size_t i = static_cast<size_t>(it - arms_.begin());
   const double rate = n_tokens / std::max(ms, 1e-3);
-  rate_[i] = n_[i] == 0 ? rate : 0.7 * rate_[i] + 0.3 * rate;
+  // Running mean for the first measurements, then a slow EMA (timings are noisy).
+  const double w = std::max(0.1, 1.0 / (n_[i] + 1));
+  rate_[i] = (1 - w) * rate_[i] + w * rate;
   ++n_[i];
   last_[i] = t_;
 }
