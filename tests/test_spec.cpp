@@ -573,3 +573,23 @@ TEST(SpecServer, BadSpecIsRefused) {
     }
   }
 }
+
+TEST(SpecCli, RunWithSpecPrintsTheSameTextAndStatistics) {
+  const std::string base = "run -m " + shared(kStories) + " -p 'Tom had a red ball. Tom had a red ball. Tom' -n 64 --temp 0 -t 1";
+  const testutil::RunResult plain = testutil::run_cli(base);
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  for (const std::string spec : {"ngram", "recycle:4", "layerskip"}) {
+    const testutil::RunResult r = testutil::run_cli(base + " --spec " + spec + " -v");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.out, plain.out) << spec;
+    EXPECT_NE(r.err.find("spec " + spec + ":"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("acceptance"), std::string::npos) << r.err;
+  }
+  const testutil::RunResult bad = testutil::run_cli(base + " --spec medusa");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("unknown drafter 'medusa'"), std::string::npos) << bad.err;
+  EXPECT_EQ(testutil::run_cli(base + " --spec-max 0").status, 2);
+  const testutil::RunResult missing = testutil::run_cli(base + " --spec draft:/nonexistent.gguf");
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.err.find("nonexistent"), std::string::npos) << missing.err;
+}
