@@ -201,6 +201,7 @@ GenerateStats generate_spec(Model& model, KvCache& cache, SeqId seq, const Token
   for (int32_t t : prompt) sampler.accept_prompt(t);
 
   auto t1 = std::chrono::steady_clock::now();
+  if (opts.n_predict == 0) return st;
   const int64_t cap = cache.block_size() * cache.n_blocks();
   const auto eog = [&](int32_t id) { return opts.stop_at_eog && tok.is_eog(id); };
   // The first token comes from the prompt's logits, as in generate().
