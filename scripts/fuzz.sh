@@ -34,7 +34,7 @@ echo "fuzz: no crash in ${secs}s"
 # The HTTP request parser (+ the stop-string matcher), at most 30 s, seeded with typical bodies.
 rsecs=$(( secs < 30 ? secs : 30 ))
 mkdir -p "$out/corpus_request"
-"$CXX" "${flags[@]}" fuzz/fuzz_request.cpp src/server/request.cpp src/server/stop.cpp src/engine/sampling.cpp \
+"$CXX" "${flags[@]}" fuzz/fuzz_request.cpp src/server/request.cpp src/server/stop.cpp src/engine/sampling.cpp src/engine/spec_config.cpp \
   src/engine/grammar_sampling.cpp src/grammar/*.cpp src/tokenizer/*.cpp src/formats/gguf_reader.cpp \
   src/formats/gguf_value.cpp src/util/mmap.cpp src/util/cpu.cpp "${objs[@]}" -lpcre2-8 \
   -o "$out/fuzz_request"

@@ -7,6 +7,7 @@
 #include "apps/chat_template.h"
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "apps/spec_cli.h"
 #include "engine/generate.h"
 #include "util/error.h"
 
@@ -17,6 +18,7 @@ struct RunArgs {
   ModelArgs model;
   SamplingParams sampling;
   GrammarArgs grammar;
+  SpecArgs spec;
   std::string prompt;
   std::string file;
   int n_predict = 128;
@@ -57,6 +59,7 @@ int run(const RunArgs& a) {
     go.start_after = a.grammar.start_after;
     sampler.set_constraint(make_grammar_constraint(g, GrammarVocab::from_tokenizer(*l.tok), go));
   }
+  std::unique_ptr<SpecDecoder> spec = make_spec_decoder(a.spec, l, cache, 0, sampler, a.model.threads);
   StreamDecoder dec(*l.tok);
   if (!a.no_display_prompt) {
     std::fwrite(prompt.data(), 1, prompt.size(), stdout);
@@ -70,17 +73,20 @@ int run(const RunArgs& a) {
   // its leading space (SentencePiece drops it only at the start of a text).
   for (int32_t id : ids) dec.push(id);
   dec.flush();
-  GenerateStats st = generate(*l.model, cache, 0, *l.tok, sampler, ids, go, [&](int32_t id) {
+  const auto sink = [&](int32_t id) {
     std::string piece = dec.push(id);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
     return true;
-  });
+  };
+  GenerateStats st = spec ? generate_spec(*l.model, cache, 0, *l.tok, sampler, ids, go, *spec, sink)
+                          : generate(*l.model, cache, 0, *l.tok, sampler, ids, go, sink);
   const std::string rest = dec.flush();
   std::fwrite(rest.data(), 1, rest.size(), stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
   if (a.model.verbose) print_stats(st);
+  if (a.model.verbose && spec) print_spec_stats(a.spec.spec, spec->stats());
   return 0;
 }
 
@@ -91,6 +97,7 @@ int chat(const RunArgs& a, const std::string& system) {
   KvCache cache = l.model->make_cache(l.n_ctx, l.kv_type);
   cache.add_sequence(0);
   Sampler sampler(a.sampling);
+  std::unique_ptr<SpecDecoder> spec = make_spec_decoder(a.spec, l, cache, 0, sampler, a.model.threads);
   std::vector<ChatMessage> history;
   if (!system.empty()) history.push_back({"system", system});
   std::string rendered_so_far;
@@ -121,18 +128,21 @@ int chat(const RunArgs& a, const std::string& system) {
     GenerateOptions go;
     go.n_predict = a.n_predict;
     go.n_batch = a.model.batch;
-    GenerateStats st = generate(*l.model, cache, 0, *l.tok, sampler, ids, go, [&](int32_t id) {
+    const auto sink = [&](int32_t id) {
       std::string piece = dec.push(id);
       reply += piece;
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
       return static_cast<int64_t>(cache.length(0)) + 1 < l.n_ctx;
-    });
+    };
+    GenerateStats st = spec ? generate_spec(*l.model, cache, 0, *l.tok, sampler, ids, go, *spec, sink)
+                            : generate(*l.model, cache, 0, *l.tok, sampler, ids, go, sink);
     reply += dec.flush();
     std::fputc('\n', stdout);
     history.push_back({"assistant", reply});
     rendered_so_far = tpl.render(history, false);
     if (a.model.verbose) print_stats(st);
+    if (a.model.verbose && spec) print_spec_stats(a.spec.spec, spec->stats());
   }
   return 0;
 }
@@ -145,6 +155,7 @@ Action register_run(CLI::App& app) {
   add_model_options(sub, a->model);
   add_sampling_options(sub, a->sampling);
   add_grammar_options(sub, a->grammar);
+  add_spec_options(sub, a->spec);
   sub->add_option("-p,--prompt", a->prompt, "prompt text");
   sub->add_option("-f,--file", a->file, "read the prompt from a file");
   sub->add_option("-n,--n-predict", a->n_predict, "tokens to generate (-1 = until end)")->check(CLI::Range(-1, 1 << 24));
@@ -159,6 +170,7 @@ Action register_chat(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("chat", "interactive chat using the model's chat template");
   add_model_options(sub, a->model);
   add_sampling_options(sub, a->sampling);
+  add_spec_options(sub, a->spec);
   a->n_predict = 512;
   sub->add_option("-n,--n-predict", a->n_predict, "max tokens per reply")->check(CLI::Range(-1, 1 << 24));
   sub->add_option("--system", *system, "system prompt");

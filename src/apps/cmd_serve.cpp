@@ -35,6 +35,8 @@ struct ServeArgs {
   int step_tokens = 256;
   double tpot_ms = 0;
   int min_chunk = 16;
+  std::string spec = "none";
+  int spec_max = 16;
   int max_queue = 256;
   int max_tokens = 0;
   int max_prompt = 0;
@@ -84,6 +86,8 @@ int serve(ServeArgs a) {
   eo.step_tokens = a.step_tokens;
   eo.tpot_ms = a.tpot_ms;
   eo.min_chunk = a.min_chunk;
+  eo.spec = a.spec;
+  eo.spec_max_nodes = a.spec_max;
   eo.block_size = a.block_size;
   eo.kv_type = l.kv_type;
   eo.max_queue = a.max_queue;
@@ -144,6 +148,9 @@ Action register_serve(CLI::App& app) {
   sub->add_option("--kv-blocks", a->kv_blocks, "KV cache pool size in blocks (default: ctx * parallel)")->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   sub->add_option("--kv-memory", a->kv_memory_mib, "KV cache pool size in MiB")->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   sub->add_option("--block-size", a->block_size, "tokens per KV block")->check(CLI::Range(1, 1024));
+  sub->add_option("--spec", a->spec, "default speculative decoding for lone sequences: ngram[:N], recycle[:K], "
+                  "layerskip[:EXIT] or none (requests may set \"spec\")");
+  sub->add_option("--spec-max", a->spec_max, "largest draft tree")->check(CLI::Range(1, 64));
   sub->add_option("--step-tokens", a->step_tokens, "tokens per forward step (chunked prefill budget)")->check(CLI::Range(1, 1 << 20));
   sub->add_option("--tpot-ms", a->tpot_ms,
                   "time-per-output-token target: prompt chunks shrink while sequences decode (0: off)")

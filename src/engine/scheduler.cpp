@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "engine/spec_decode.h"
 #include "util/error.h"
 
 namespace coppice {
@@ -40,6 +41,7 @@ struct Engine::Seq {
   bool fork_pending = false;    // primary of an n > 1 request, children not yet forked
   bool preempted = false;       // KV dropped; re-attached and recomputed when room returns
   std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<SpecDecoder> spec;  // speculative decoding, used while decoding alone
   int pending() const { return static_cast<int>(tokens.size()) - n_computed; }
 };
 
@@ -72,6 +74,7 @@ Engine::Engine(Model& model, const Tokenizer& tok, EngineOptions opts)
       budget_(opts.tpot_ms, opts.step_tokens, opts.min_chunk) {
   if (opts_.n_parallel < 1 || opts_.step_tokens < 1 || opts_.n_ctx < 2 || opts_.min_chunk < 1 || opts_.tpot_ms < 0)
     fail("engine", "n_parallel, step_tokens, min_chunk must be >= 1, n_ctx >= 2 and tpot_ms >= 0");
+  check_spec(opts_.spec);
   stats_.kv_blocks_total = cache_.n_blocks();
   thread_ = std::thread([this] { loop(); });
 }
@@ -104,6 +107,13 @@ std::shared_ptr<RequestHandle> Engine::submit(GenRequest req, EventSink sink) {
     if (t < 0 || t >= model_.n_vocab()) throw AdmissionError(400, "token id " + std::to_string(t) + " is out of range");
   const std::string err = validate(req.sampling);
   if (!err.empty()) throw AdmissionError(400, err);
+  if (!req.spec.empty()) {
+    try {
+      check_spec(req.spec);
+    } catch (const Error& e) {
+      throw AdmissionError(400, e.what());
+    }
+  }
   auto r = std::make_shared<Request>();
   r->req = std::move(req);
   r->sink = std::move(sink);
@@ -210,6 +220,7 @@ bool Engine::start(const std::shared_ptr<Request>& r) {
   s->sampler = make_sampler(r->req, r->req.sampling);
   for (int32_t t : s->tokens) s->sampler->accept_prompt(t);
   if (!attach_prefix(*s, r->req.n)) return false;
+  attach_spec(*s);
   r->cached_tokens = s->n_computed;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -300,6 +311,10 @@ void Engine::iterate() {
     // Replan after freeing room; when nothing can be preempted the oldest sequence has
     // filled the pool by itself and ends with "length".
     if (!preempt_one()) finish(*running_.front(), FinishReason::Length);
+    return;
+  }
+  if (running_.size() == 1 && plan.size() == 1 && plan[0].n == 1 && plan[0].s->spec) {
+    spec_step(*plan[0].s);  // a batch of one: verifying a draft costs about one decode step
     return;
   }
 
@@ -455,6 +470,83 @@ void Engine::finish(Seq& s, FinishReason why, const TokenEvent* last) {
     stats_.kv_blocks_cached = cache_.cached_blocks();
   }
   for (const TokenEvent& ev : events) req->sink(ev);
+}
+
+// ---- Speculative decoding (engine/spec_decode.h) ----
+
+void Engine::check_spec(const std::string& text) const {
+  const SpecConfig cfg = parse_spec(text);
+  if (cfg.kind == SpecConfig::Kind::DraftModel)
+    fail("spec", "draft models are not available in the server (use ngram, recycle or layerskip)");
+  if (cfg.kind == SpecConfig::Kind::LayerSkip && cfg.exit_layer >= model_.config().n_layer)
+    fail("spec", "layerskip exit layer " + std::to_string(cfg.exit_layer) + " must be below the model's " +
+                     std::to_string(model_.config().n_layer) + " layers");
+}
+
+void Engine::attach_spec(Seq& s) {
+  const GenRequest& q = s.req->req;
+  SpecConfig cfg = parse_spec(q.spec.empty() ? opts_.spec : q.spec);
+  // Logprobs need every token's own logits row: those requests decode plainly.
+  if (cfg.kind == SpecConfig::Kind::None || q.top_logprobs >= 0) return;
+  cfg.max_nodes = opts_.spec_max_nodes;
+  s.spec = std::make_unique<SpecDecoder>(model_, cache_, s.id, *s.sampler,
+                                         make_drafter(cfg, model_, cache_, s.id, 0, opts_.n_ctx), cfg);
+}
+
+void Engine::spec_step(Seq& s) {
+  const GenRequest& q = s.req->req;
+  const int max_new = std::min(q.max_tokens - s.n_generated, opts_.n_ctx - static_cast<int>(s.tokens.size()));
+  const SpecStats before = s.spec->stats();
+  std::vector<int32_t> out;
+  try {
+    s.spec->step(s.tokens, std::max(1, max_new), [&](int32_t t) { return !q.ignore_eos && tok_.is_eog(t); }, out);
+  } catch (const Error&) {
+    finish(s, FinishReason::Error);  // e.g. a logit_bias banning every token
+    return;
+  }
+  const SpecStats& after = s.spec->stats();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++stats_.steps;
+    stats_.spec_steps += static_cast<uint64_t>(after.spec_steps - before.spec_steps);
+    stats_.spec_drafted += static_cast<uint64_t>(after.drafted - before.drafted);
+    stats_.spec_accepted += static_cast<uint64_t>(after.accepted - before.accepted);
+    if (after.spec_steps > before.spec_steps) stats_.spec_tokens += out.size();
+  }
+  // The cache holds the pending token and the accepted drafts: every drawn token but the last.
+  const int kv = cache_.length(s.id);
+  for (const int32_t id : out) {
+    s.n_computed = std::min(kv, static_cast<int>(s.tokens.size()));
+    if (!q.ignore_eos && tok_.is_eog(id)) {
+      finish(s, FinishReason::Stop);
+      return;
+    }
+    TokenEvent ev;
+    ev.choice = s.choice;
+    ev.token = id;
+    s.tokens.push_back(id);
+    ++s.n_generated;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      ++stats_.generated_tokens;
+    }
+    if (s.n_generated >= q.max_tokens || static_cast<int>(s.tokens.size()) >= opts_.n_ctx) {
+      ev.finish = FinishReason::Length;
+      ev.prompt_tokens = s.n_prompt;
+      ev.cached_tokens = s.req->cached_tokens;
+      ev.completion_tokens = s.n_generated;
+      s.n_computed = std::min(kv, static_cast<int>(s.tokens.size()));
+      finish(s, FinishReason::Length, &ev);
+      return;
+    }
+    if (!s.req->sink(ev)) {
+      s.n_computed = std::min(kv, static_cast<int>(s.tokens.size()));
+      finish(s, FinishReason::Stop);
+      return;
+    }
+  }
+  s.n_computed = kv;
+  publish_blocks(s);
 }
 
 }  // namespace coppice

@@ -35,6 +35,7 @@ struct GenRequest {
   bool ignore_eos = false;
   grammar::GrammarPtr grammar;  // structured output: null = unconstrained
   GrammarOptions grammar_options;
+  std::string spec;          // speculative decoding (engine/spec.h syntax); empty: engine default
 };
 
 struct TokenEvent {
@@ -73,6 +74,8 @@ struct EngineOptions {
   int min_chunk = 16;         // prompt tokens a step carries at least, whatever the target
   int max_queue = 256;        // waiting requests beyond this are refused
   bool prefix_cache = true;
+  std::string spec = "none";  // default drafter (engine/spec.h); used while one sequence decodes
+  int spec_max_nodes = 16;
 };
 
 struct EngineStats {
@@ -83,6 +86,8 @@ struct EngineStats {
   // Step-time model t(n) = fixed + per_token * n (ms), fitted over the steps run so far.
   double step_fixed_ms = 0, step_token_ms = 0;
   int64_t last_step_tokens = 0;
+  // Speculative decoding.
+  uint64_t spec_steps = 0, spec_drafted = 0, spec_accepted = 0, spec_tokens = 0;
 };
 
 // Thrown by submit(): `http_status` says how the server should answer (400, 503).
@@ -118,6 +123,11 @@ class Engine {
   bool preempt_one();
   bool attach_prefix(Seq& s, int extra_blocks);
   void sample_and_emit(Seq& s, const float* logits);
+  // Speculative decoding (end of scheduler.cpp): a drafter for a new sequence, and one
+  // verify step for a sequence that decodes alone (batches of several decode plainly).
+  void attach_spec(Seq& s);
+  void check_spec(const std::string& text) const;  // throws coppice::Error
+  void spec_step(Seq& s);
   SeqId next_seq_id();
 
   Model& model_;

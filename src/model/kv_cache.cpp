@@ -109,6 +109,23 @@ void KvCache::truncate(SeqId id, int n) {
   }
 }
 
+void KvCache::move_cell(SeqId id, int from, int to) {
+  Seq& s = seq(id);
+  const int n = static_cast<int>(s.positions.size());
+  if (from < 0 || from >= n || to < 0 || to >= n)
+    fail("kv", "move cell " + std::to_string(from) + " to " + std::to_string(to) + " of sequence " +
+                   std::to_string(id) + " with " + std::to_string(n) + " cells");
+  if (from == to) return;
+  const int bs = opts_.block_size;
+  const int32_t bf = s.blocks[from / bs], bt = s.blocks[to / bs];
+  CP_ASSERT(refcount_[bt] == 1);
+  for (int l = 0; l < n_layer_; ++l) {
+    std::memcpy(cell_ptr(k_, l, bt, to % bs), cell_ptr(k_, l, bf, from % bs), row_bytes_);
+    std::memcpy(cell_ptr(v_, l, bt, to % bs), cell_ptr(v_, l, bf, from % bs), row_bytes_);
+  }
+  s.positions[to] = s.positions[from];
+}
+
 uint8_t* KvCache::cell_ptr(const std::unique_ptr<uint8_t[]>& base, int layer, int32_t block,
                            int off) const {
   return base.get() + layer * layer_bytes_ + static_cast<size_t>(block) * block_bytes_ +

@@ -43,6 +43,10 @@ class KvCache {
   bool append(SeqId id, std::span<const int32_t> positions);
   // Drops cells [n, length): speculative rollback. Blocks no longer needed go back to the pool.
   void truncate(SeqId id, int n);
+  // Copies cell `from`'s K/V rows (every layer) and position over cell `to` of the same sequence:
+  // moves an accepted speculative node into place before truncate. `to` must not be shared.
+  void move_cell(SeqId id, int from, int to);
+  size_t row_bytes() const { return row_bytes_; }  // one cell's K (or V) row of one layer
 
   // Where a cell's K or V row ([n_kv_head * head_dim] of type()) lives for a layer.
   void* k_row(int layer, SeqId id, int cell);

@@ -29,6 +29,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
   m->packed_ = pack_weights(m->w_, m->file_, *m->pool_);
   m->s_.att_scratch.assign(static_cast<size_t>(nt), std::vector<float>(2 * m->cfg_.n_head));
   m->s_.chunks.resize(static_cast<size_t>(nt));
+  m->s_.tree_k.resize(static_cast<size_t>(nt));
+  m->s_.tree_v.resize(static_cast<size_t>(nt));
+  m->s_.tree_path.resize(static_cast<size_t>(nt));
   const ModelWeights& w = m->w_;
   if (!w.rope_freqs.empty()) {
     m->rope_factors_ = w.rope_freqs.data();
@@ -48,6 +51,11 @@ KvCache Model::make_cache(int64_t n_ctx, DType type, int block_size) const {
 }
 
 void Model::step(std::span<const BatchToken> batch, KvCache& cache, std::vector<float>& logits) {
+  step(batch, cache, logits, StepOptions{});
+}
+
+void Model::step(std::span<const BatchToken> batch, KvCache& cache, std::vector<float>& logits,
+                 const StepOptions& opts) {
   const int n = static_cast<int>(batch.size());
   logits.clear();
   if (n == 0) return;
@@ -56,6 +64,11 @@ void Model::step(std::span<const BatchToken> batch, KvCache& cache, std::vector<
     if (b.token < 0 || b.token >= cfg_.n_vocab)
       fail("model", "token id " + std::to_string(b.token) + " is out of range (vocabulary " +
                         std::to_string(cfg_.n_vocab) + ")");
+  check_tree(batch);
+  const std::span<const uint8_t> skip = opts.skip_layers;
+  if (!skip.empty() && static_cast<int64_t>(skip.size()) != cfg_.n_layer)
+    fail("model", "layer-skip set has " + std::to_string(skip.size()) + " entries, the model has " +
+                      std::to_string(cfg_.n_layer) + " layers");
 
   // Reserve cells for every token, sequence by sequence; all-or-nothing.
   std::vector<int>& cells = s_.cells;
@@ -96,7 +109,8 @@ void Model::step(std::span<const BatchToken> batch, KvCache& cache, std::vector<
   for (int i = 0; i < n; ++i) ops::get_row(w_.token_embd, batch[i].token, s_.x.data() + i * E);
   if (cfg_.embd_scale != 1.0f)
     for (int64_t j = 0; j < n * E; ++j) s_.x[j] *= cfg_.embd_scale;
-  for (int il = 0; il < cfg_.n_layer; ++il) forward_layer(il, batch, cache, cells);
+  for (int il = 0; il < cfg_.n_layer; ++il)
+    if (skip.empty() || !skip[il]) forward_layer(il, batch, cache, cells);
 
   // Final norm and output projection only for the rows that want logits.
   int n_out = 0;
@@ -204,7 +218,9 @@ void Model::forward_layer(int il, std::span<const BatchToken> batch, KvCache& ca
     for (int64_t u = b; u < e; ++u) {
       const int i = static_cast<int>(u / groups), g = static_cast<int>(u % groups);
       if (i != last_tok) {
-        cache.chunks(il, batch[i].seq, windowed ? s_.swa_begin[i] : 0, cells[i] + 1, ch);
+        const int begin = windowed ? s_.swa_begin[i] : 0;
+        if (batch[i].tree) tree_chunks(il, ith, i, begin, batch, cache, cells, ch);
+        else cache.chunks(il, batch[i].seq, begin, cells[i] + 1, ch);
         last_tok = i;
       }
       ops::attention(s_.q.data() + i * qd, ch, shape, nullptr, s_.att.data() + i * qd,

@@ -20,6 +20,15 @@ struct BatchToken {
   int32_t pos = 0;        // RoPE position
   SeqId seq = 0;
   bool want_logits = false;
+  // Tree steps (speculative verification). A tree token sees the cells of its sequence before
+  // its root's cell plus its ancestors among this step's tokens, not its siblings' branches.
+  bool tree = false;
+  int32_t parent = -1;  // batch index of the parent tree token (earlier, same sequence); -1: root
+};
+
+// Per-step switches for self-speculation drafts.
+struct StepOptions {
+  std::span<const uint8_t> skip_layers;  // [n_layer] or empty: 1 = layer skipped (x passes through)
 };
 
 struct ModelOptions {
@@ -51,6 +60,9 @@ class Model {
   // Throws coppice::Error when the cache has no room (nothing is appended then) or a token
   // id is out of range.
   void step(std::span<const BatchToken> batch, KvCache& cache, std::vector<float>& logits);
+  // As above; skipped layers neither write nor read their K/V cells (a layer-skip draft).
+  void step(std::span<const BatchToken> batch, KvCache& cache, std::vector<float>& logits,
+            const StepOptions& opts);
 
  private:
   Model() = default;
@@ -62,6 +74,11 @@ class Model {
   void moe_ffn(const LayerWeights& L, int n);  // model/moe.cpp
   void window_begins(std::span<const BatchToken> batch, const KvCache& cache,
                      std::span<const int> cells);
+  void check_tree(std::span<const BatchToken> batch) const;  // model/tree_attention.cpp
+  // A tree token's visible K/V as chunks: committed cells straight from the cache, then its
+  // ancestors gathered into per-thread scratch (model/tree_attention.cpp).
+  void tree_chunks(int il, int ith, int i, int begin, std::span<const BatchToken> batch,
+                   KvCache& cache, std::span<const int> cells, std::vector<ops::KvChunk>& out);
 
   gguf::File file_;
   ModelConfig cfg_;
@@ -98,6 +115,8 @@ class Model {
     std::vector<std::pair<SeqId, std::vector<int32_t>>> per_seq;  // new positions per sequence
     std::vector<std::vector<float>> att_scratch;          // per thread: [2 * n_head]
     std::vector<std::vector<ops::KvChunk>> chunks;        // per thread
+    std::vector<std::vector<uint8_t>> tree_k, tree_v;     // per thread: [n_rows][kv row bytes]
+    std::vector<std::vector<int>> tree_path;              // per thread: a token's ancestors
   } s_;
 };
 

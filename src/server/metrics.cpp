@@ -103,6 +103,13 @@ std::string Metrics::render(const EngineStats& es) const {
   gauge(o, "coppice_step_fixed_ms", "fitted step time independent of batch size (ms)", es.step_fixed_ms);
   gauge(o, "coppice_step_token_ms", "fitted step time per batch token (ms)", es.step_token_ms);
   gauge(o, "coppice_last_step_tokens", "tokens in the last forward step", static_cast<double>(es.last_step_tokens));
+  gauge(o, "coppice_spec_verify_steps_total", "speculative verify steps", static_cast<double>(es.spec_steps), "counter");
+  gauge(o, "coppice_spec_drafted_tokens_total", "draft tokens verified", static_cast<double>(es.spec_drafted), "counter");
+  gauge(o, "coppice_spec_accepted_tokens_total", "draft tokens accepted", static_cast<double>(es.spec_accepted), "counter");
+  gauge(o, "coppice_spec_acceptance_rate", "accepted / drafted tokens",
+        es.spec_drafted ? static_cast<double>(es.spec_accepted) / static_cast<double>(es.spec_drafted) : 0.0);
+  gauge(o, "coppice_spec_mean_accepted_length", "tokens per verify step (accepted drafts + 1)",
+        es.spec_steps ? static_cast<double>(es.spec_tokens) / static_cast<double>(es.spec_steps) : 0.0);
   std::lock_guard<std::mutex> lk(mu_);
   o += "# HELP coppice_requests_finished_total generation requests by finish reason\n"
        "# TYPE coppice_requests_finished_total counter\n";

@@ -1,5 +1,7 @@
 #include "server/request.h"
 
+#include "engine/spec.h"
+
 #include <cmath>
 #include <limits>
 #include <set>
@@ -7,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/grammar_sampling.h"
+#include "engine/spec.h"
 #include "grammar/json_schema.h"
 #include "util/error.h"
 
@@ -284,6 +287,13 @@ ApiRequest parse(std::string_view body, Endpoint ep, const ParseLimits& lim) {
       parse_response_format(v, r);
     } else if (key == "grammar") {  // extension: a GBNF grammar
       set_grammar(r, key, string(key, v));
+    } else if (key == "spec") {  // extension: speculative decoding, e.g. "ngram" or "none"
+      r.gen.spec = string(key, v);
+      try {
+        parse_spec(r.gen.spec);
+      } catch (const Error& e) {
+        bad(key, e.what());
+      }
     } else {
       bad(key, "unsupported field '" + key + "' for " + endpoint_path(ep), "unknown_field");
     }
