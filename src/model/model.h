@@ -22,6 +22,14 @@ struct BatchToken {
   bool want_logits = false;
 };
 
+// Sees the input of the weight matrices of each layer (pruning calibration: Wanda's
+// activation norms). Called on the stepping thread; unset, it costs one branch per site.
+enum class MatInput { AttnIn, AttnOut, FfnIn, FfnDown };  // q/k/v, attn_output, gate/up, down
+struct ActivationObserver {
+  virtual ~ActivationObserver() = default;
+  virtual void observe(int il, MatInput site, const float* x, int n_tok, int64_t dim) = 0;  // x: [n_tok][dim]
+};
+
 struct ModelOptions {
   int n_threads = 0;  // 0: physical cores
   // Context length the model will be run at; picks LongRoPE's long factors when it exceeds
@@ -51,6 +59,8 @@ class Model {
   // Throws coppice::Error when the cache has no room (nothing is appended then) or a token
   // id is out of range.
   void step(std::span<const BatchToken> batch, KvCache& cache, std::vector<float>& logits);
+  // Dense layers only (MoE experts are not observed). nullptr removes it.
+  void set_observer(ActivationObserver* o) { observer_ = o; }
 
  private:
   Model() = default;
@@ -58,7 +68,7 @@ class Model {
                      std::span<const int> cells);
   void attention_qkv(int il, std::span<const BatchToken> batch);  // xn -> roped q, k; v
   // Feed-forward branch of layer il on xn: result in tmp ([n][n_embd]).
-  void dense_ffn(const LayerWeights& L, int n);
+  void dense_ffn(const LayerWeights& L, int n, int il);
   void moe_ffn(const LayerWeights& L, int n);  // model/moe.cpp
   void window_begins(std::span<const BatchToken> batch, const KvCache& cache,
                      std::span<const int> cells);
@@ -68,6 +78,7 @@ class Model {
   ModelWeights w_;
   PackedStore packed_;  // owns the packed rows that some of w_'s views point into
   std::unique_ptr<ThreadPool> pool_;
+  ActivationObserver* observer_ = nullptr;
   const float* rope_factors_ = nullptr;  // [rope_dim / 2] chosen at load (llama3 / LongRoPE)
 
   // Scratch, grow-only: no allocation per token once warm.
