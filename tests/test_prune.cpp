@@ -12,6 +12,7 @@
 #include "engine/prune_mask.h"
 #include "engine/synth.h"
 #include "test_util.h"
+#include "util/error.h"
 
 using namespace coppice;
 using testutil::temp_path;
@@ -57,7 +58,7 @@ TEST(PruneMask, RowSparsityIsExactAndDropsTheSmallest) {
         else { ++pruned; max_pruned = std::max(max_pruned, a); }
       }
       EXPECT_EQ(pruned, want) << "sparsity " << sp << " row " << r;
-      if (pruned > 0 && pruned < n) EXPECT_LE(max_pruned, min_kept);
+      if (pruned > 0 && pruned < n) { EXPECT_LE(max_pruned, min_kept); }
     }
   }
 }
@@ -73,7 +74,7 @@ TEST(PruneMask, WandaOrderingOnAHandBuiltMatrix) {
   // ties (inputs 1, 2 of row 1) drop the lower index first
   EXPECT_EQ(prune::row_mask(prune::scores(w, 2, 4, {}), 2, 4, 0.5),
             (std::vector<uint8_t>{0, 0, 1, 1, 0, 0, 1, 1}));
-  // 2:4 on the same scores: the same choice per group of 4
+  // 2:4 on the same scores: the same choice per group of 4 (same tie rule)
   EXPECT_EQ(prune::nm_mask(s, 2, 4, 2, 4), (std::vector<uint8_t>{1, 0, 1, 0, 1, 0, 1, 0}));
 }
 
@@ -93,7 +94,7 @@ TEST(PruneMask, NmPatternKeepsExactlyNOfEveryM) {
         else max_pruned = std::max(max_pruned, sc);
       }
       ASSERT_EQ(kept, N) << N << ":" << M << " group " << g / M;
-      if (N < M) EXPECT_LE(max_pruned, min_kept);
+      if (N < M) { EXPECT_LE(max_pruned, min_kept); }
     }
   }
 }
@@ -152,7 +153,7 @@ TEST(Prune, PrunedFilesLoadStrictlyAndObeyTheRule) {
     const std::string out = temp_path("prune-out.gguf");
     const PruneReport r = prune_file(base, out, o);
     EXPECT_EQ(r.n_pruned, 2u * 7u);
-    if (c.calib) EXPECT_EQ(r.calib_tokens, 48);
+    if (c.calib) { EXPECT_EQ(r.calib_tokens, 48); }
     const gguf::File f = gguf::File::open(out);  // strict: validates every tensor and offset
     ASSERT_EQ(f.tensors().size(), bf.tensors().size());
     for (size_t i = 0; i < f.tensors().size(); ++i) {
@@ -172,12 +173,12 @@ TEST(Prune, PrunedFilesLoadStrictlyAndObeyTheRule) {
         for (int64_t j = 0; j < n; ++j) {
           const float v = pw[r0 * n + j];
           zeros += v == 0.0f;
-          if (v != 0.0f) ASSERT_EQ(v, bw[r0 * n + j]) << t.name;  // kept weights unchanged
+          if (v != 0.0f) { ASSERT_EQ(v, bw[r0 * n + j]) << t.name; }  // kept weights unchanged
         }
         if (c.m == PruneMethod::NM) {
           for (int64_t g = 0; g < n; g += 4) {
             int nzs = 0;
-            for (int i = 0; i < 4; ++i) nzs += pw[r0 * n + g + i] != 0.0f;
+            for (int q = 0; q < 4; ++q) nzs += pw[r0 * n + g + q] != 0.0f;
             ASSERT_EQ(nzs, 2) << t.name << " row " << r0 << " group " << g / 4;
           }
         } else {

@@ -60,7 +60,9 @@ double norm(const float* x, int64_t n) {
 TEST(Sparse24, DetectsThePattern) {
   std::vector<uint16_t> h = {0, 0x3C00, 0, 0x8000, 0x3C00, 0x3C00, 0, 0};  // -0 counts as zero
   EXPECT_TRUE(sp::is_2of4(h.data(), 8, 1));
-  h[2] = 0x3C00;
+  h[2] = 0x3C00;  // still 2: the other is -0
+  EXPECT_TRUE(sp::is_2of4(h.data(), 8, 1));
+  h[0] = 0xBC00;
   EXPECT_FALSE(sp::is_2of4(h.data(), 8, 1));
 }
 

@@ -46,14 +46,14 @@ std::vector<uint8_t> row_mask(std::span<const float> score, int64_t n_out, int64
 std::vector<uint8_t> nm_mask(std::span<const float> score, int64_t n_out, int64_t n_in, int n, int m) {
   CP_ASSERT(m > 0 && n >= 0 && n <= m && n_in % m == 0);
   CP_ASSERT(static_cast<int64_t>(score.size()) == n_out * n_in);
-  std::vector<uint8_t> keep(score.size(), 0);
+  std::vector<uint8_t> keep(score.size(), 1);
   std::vector<int> idx(static_cast<size_t>(m));
   for (int64_t g = 0; g < n_out * n_in; g += m) {
     const float* s = score.data() + g;
     std::iota(idx.begin(), idx.end(), 0);
-    // highest first; ties: lower index first (kept)
-    std::stable_sort(idx.begin(), idx.end(), [s](int a, int b) { return s[a] > s[b]; });
-    for (int i = 0; i < n; ++i) keep[g + idx[i]] = 1;
+    // lowest first; ties: the lower index first (dropped), as row_mask
+    std::stable_sort(idx.begin(), idx.end(), [s](int a, int b) { return s[a] < s[b]; });
+    for (int i = 0; i < m - n; ++i) keep[g + idx[i]] = 0;
   }
   return keep;
 }

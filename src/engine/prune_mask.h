@@ -21,7 +21,7 @@ int64_t pruned_per_row(int64_t n_in, double sparsity);
 std::vector<uint8_t> row_mask(std::span<const float> score, int64_t n_out, int64_t n_in, double sparsity);
 
 // N:M: in every group of m consecutive inputs of a row, keep the n highest scores (ties: the
-// lower index is kept). n_in % m must be 0.
+// lower index is dropped first, as row_mask). n_in % m must be 0.
 std::vector<uint8_t> nm_mask(std::span<const float> score, int64_t n_out, int64_t n_in, int n, int m);
 
 // w[i] = 0 where keep[i] == 0.
