@@ -292,3 +292,90 @@ TEST(Prune, EvalAgainstItselfAndAPrunedModel) {
   EXPECT_GT(e.mean_kl, 1e-4);
   EXPECT_NE(e.ppl_pruned, e.ppl_base);
 }
+
+namespace {
+
+std::vector<float> logits_of(const std::string& path, const std::vector<int32_t>& ids) {
+  std::unique_ptr<Model> m = Model::load(path);
+  KvCache cache = m->make_cache(static_cast<int64_t>(ids.size()));
+  cache.add_sequence(0);
+  std::vector<BatchToken> batch;
+  for (size_t i = 0; i < ids.size(); ++i) batch.push_back({ids[i], static_cast<int32_t>(i), 0, true});
+  std::vector<float> logits;
+  m->step(batch, cache, logits);
+  return logits;
+}
+
+PruneOptions structured(double sp) {
+  PruneOptions o;
+  o.method = PruneMethod::Structured;
+  o.sparsity = sp;
+  o.calib_tokens = 64;
+  o.calib_ctx = 32;
+  o.n_threads = 1;
+  return o;
+}
+
+}  // namespace
+
+TEST(PruneStructured, ZeroRemovalReproducesTheLogits) {
+  const std::string base = testutil::shared("models/stories260K.gguf");
+  const std::string out = temp_path("structured-0.gguf");
+  prune_file(base, out, structured(0.0));
+  const std::vector<int32_t> ids(testutil::reference_ids().begin(), testutil::reference_ids().begin() + 20);
+  EXPECT_EQ(logits_of(out, ids), logits_of(base, ids));
+}
+
+// Removing FFN channels and KV groups equals zeroing their columns of ffn_down / attn_output in
+// the full-size model (their contribution to the residual stream is exactly that).
+TEST(PruneStructured, EqualsTheFullModelWithRemovedColumnsZeroed) {
+  SynthOptions so = tiny("f32");
+  so.heads = 8;
+  so.kv_heads = 4;
+  so.layers = 2;
+  const std::string base = temp_path("structured-base.gguf"), out = temp_path("structured-25.gguf");
+  synth_model(base, so);
+  const PruneReport r = prune_file(base, out, structured(0.25));
+  EXPECT_GT(r.n_zeros, 0);
+  const gguf::File bf = gguf::File::open(base), pf = gguf::File::open(out);
+  const ModelConfig pc = ModelConfig::from_gguf(pf);
+  EXPECT_EQ(pc.n_ff, 96);       // 128 - 32
+  EXPECT_EQ(pc.n_head_kv, 3);   // 4 - 1
+  EXPECT_EQ(pc.n_head, 6);
+  EXPECT_EQ(pc.head_dim, 8);    // the original 64 / 8, now written as key_length
+  // Which rows survived: pruned rows are byte copies of original rows.
+  auto kept_rows = [&](const std::string& name) {
+    const gguf::TensorInfo &b = *bf.tensor(name), &p = *pf.tensor(name);
+    const size_t rb = static_cast<size_t>(b.dims[0]) * 4;
+    std::vector<bool> kept(static_cast<size_t>(b.dims[1]), false);
+    for (int64_t i = 0; i < p.dims[1]; ++i)
+      for (int64_t j = 0; j < b.dims[1]; ++j)
+        if (std::memcmp(p.data + i * rb, b.data + j * rb, rb) == 0) kept[j] = true;
+    return kept;
+  };
+  std::vector<std::vector<float>> data;
+  std::vector<gguf::WriterTensor> wt;
+  for (const gguf::TensorInfo& t : bf.tensors()) {
+    std::vector<float> v = dequant(t);
+    const bool down = t.name.find("ffn_down") != std::string::npos, wo = t.name.find("attn_output") != std::string::npos;
+    if (down || wo) {
+      const std::string p = t.name.substr(0, t.name.find('.', 4) + 1);
+      const std::vector<bool> kept = kept_rows(p + (down ? "ffn_gate.weight" : "attn_q.weight"));
+      int64_t n_kept = 0;
+      for (bool k : kept) n_kept += k;
+      EXPECT_EQ(n_kept, down ? 96 : 6 * 8) << t.name;
+      for (int64_t r0 = 0; r0 < t.dims[1]; ++r0)
+        for (int64_t c = 0; c < t.dims[0]; ++c)
+          if (!kept[c]) v[r0 * t.dims[0] + c] = 0.0f;
+    }
+    data.push_back(std::move(v));
+    wt.push_back({t.name, t.dims, DType::F32, nullptr, t.size});
+  }
+  for (size_t i = 0; i < wt.size(); ++i) wt[i].data = data[i].data();
+  const std::string masked = temp_path("structured-masked.gguf");
+  gguf::write_file(masked, bf.kvs(), wt);
+  const std::vector<int32_t> ids = {1, 20, 33, 47, 5, 81, 99, 120};
+  const std::vector<float> a = logits_of(out, ids), b = logits_of(masked, ids);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4f * (1.0f + std::fabs(b[i]))) << i;
+}

@@ -26,7 +26,8 @@ int prune(const PruneArgs& a) {
   if (a.method == "magnitude") o.method = PruneMethod::Magnitude;
   else if (a.method == "wanda") o.method = PruneMethod::Wanda;
   else if (a.method == "nm") o.method = PruneMethod::NM;
-  else fail("prune", "unknown method '" + a.method + "'; valid: magnitude, wanda, nm");
+  else if (a.method == "structured") o.method = PruneMethod::Structured;
+  else fail("prune", "unknown method '" + a.method + "'; valid: magnitude, wanda, nm, structured");
   if (o.method == PruneMethod::NM) {
     int n = 0, m = 0;
     char tail = 0;
@@ -64,8 +65,9 @@ int prune(const PruneArgs& a) {
   else std::printf(", sparsity %.2f", o.sparsity);
   std::printf(") in %.2f s\n", r.seconds);
   if (r.calib_tokens > 0) std::printf("  calibration: %lld tokens\n", static_cast<long long>(r.calib_tokens));
-  std::printf("  matrices: %zu of %zu tensors, %lld of %lld weights zero (%.2f%%)\n", r.n_pruned,
+  std::printf("  matrices: %zu of %zu tensors, %lld of %lld weights %s (%.2f%%)\n", r.n_pruned,
               r.n_tensors, static_cast<long long>(r.n_zeros), static_cast<long long>(r.n_weights),
+              o.method == PruneMethod::Structured ? "removed" : "zero",
               r.n_weights > 0 ? 100.0 * static_cast<double>(r.n_zeros) / static_cast<double>(r.n_weights) : 0.0);
   std::printf("  file: %.2f MiB -> %.2f MiB\n", static_cast<double>(r.in_file_bytes) / 1048576.0,
               static_cast<double>(r.out_file_bytes) / 1048576.0);
@@ -95,8 +97,8 @@ Action register_prune(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("prune", "sparsify a GGUF's layer matrices (magnitude, wanda, N:M)");
   sub->add_option("IN", a->in, "input GGUF (F32/F16/BF16/Q8_0 matrices)")->required();
   sub->add_option("OUT", a->out, "output GGUF")->required();
-  sub->add_option("--method", a->method, "magnitude, wanda (|W| x ||X||), nm (N:M by the Wanda score)");
-  sub->add_option("--sparsity", a->sparsity, "fraction of each row zeroed (magnitude, wanda)")->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--method", a->method, "magnitude, wanda (|W| x ||X||), nm (N:M by the Wanda score), structured (FLAP: FFN channels + KV groups)");
+  sub->add_option("--sparsity", a->sparsity, "fraction of each row zeroed (magnitude, wanda); of FFN channels and KV groups removed (structured)")->check(CLI::Range(0.0, 1.0));
   sub->add_option("--nm", a->nm, "N:M pattern for --method nm (default 2:4)");
   sub->add_flag("--nm-magnitude", a->nm_magnitude, "nm: score by |W| only (no calibration run)");
   sub->add_option("--calib", a->calib, "calibration text file (default: sampled from the model)");

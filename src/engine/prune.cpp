@@ -39,6 +39,7 @@ const char* method_name(PruneMethod m) {
   switch (m) {
     case PruneMethod::Magnitude: return "magnitude";
     case PruneMethod::Wanda: return "wanda";
+    case PruneMethod::Structured: return "structured";
     default: return "nm";
   }
 }
@@ -77,13 +78,23 @@ bool prunable_tensor(const std::string& name, int* layer, MatInput* site) {
 
 void ActivationNorms::observe(int il, MatInput site, const float* x, int n_tok, int64_t dim) {
   if (il < 0 || static_cast<size_t>(il) >= sumsq_.size()) return;
-  std::vector<double>& acc = sumsq_[static_cast<size_t>(il)][static_cast<size_t>(site)];
-  if (acc.empty()) acc.assign(static_cast<size_t>(dim), 0.0);
+  const auto l = static_cast<size_t>(il), k = static_cast<size_t>(site);
+  std::vector<double>& acc = sumsq_[l][k];
+  std::vector<double>& sum = sum_[l][k];
+  if (acc.empty()) {
+    acc.assign(static_cast<size_t>(dim), 0.0);
+    sum.assign(static_cast<size_t>(dim), 0.0);
+    count_[l][k] = 0;
+  }
   CP_ASSERT(static_cast<int64_t>(acc.size()) == dim);
   for (int t = 0; t < n_tok; ++t) {
     const float* row = x + t * dim;
-    for (int64_t j = 0; j < dim; ++j) acc[j] += static_cast<double>(row[j]) * row[j];
+    for (int64_t j = 0; j < dim; ++j) {
+      acc[j] += static_cast<double>(row[j]) * row[j];
+      sum[j] += row[j];
+    }
   }
+  count_[l][k] += n_tok;
   if (il == 0 && site == MatInput::AttnIn) tokens_ += n_tok;
 }
 
@@ -93,6 +104,18 @@ std::vector<float> ActivationNorms::norms(int il, MatInput site) const {
   std::vector<float> out(acc.size());
   for (size_t j = 0; j < acc.size(); ++j) out[j] = static_cast<float>(std::sqrt(acc[j]));
   return out;
+}
+
+std::vector<double> ActivationNorms::variances(int il, MatInput site) const {
+  if (il < 0 || static_cast<size_t>(il) >= sumsq_.size()) return {};
+  const auto l = static_cast<size_t>(il), k = static_cast<size_t>(site);
+  std::vector<double> v(sumsq_[l][k].size());
+  const double n = static_cast<double>(std::max<int64_t>(1, count_[l][k]));
+  for (size_t j = 0; j < v.size(); ++j) {
+    const double mean = sum_[l][k][j] / n;
+    v[j] = std::max(0.0, sumsq_[l][k][j] / n - mean * mean);
+  }
+  return v;
 }
 
 void run_calibration(Model& model, const std::vector<int32_t>& tokens, int n_ctx, ActivationNorms& norms) {
@@ -163,7 +186,7 @@ PruneReport prune_file(const std::string& in, const std::string& out, const Prun
 
   // Check every matrix first: the output is written only when all can be pruned.
   for (const gguf::TensorInfo& t : f.tensors()) {
-    if (!prunable_tensor(t.name, nullptr, nullptr)) continue;
+    if (!prunable_tensor(t.name, nullptr, nullptr) || opts.method == PruneMethod::Structured) continue;
     if (!maskable_type(t.type))
       fail("prune", t.name + ": type " + std::string(dtype_name(t.type)) +
                         " cannot hold exact zeros; prune an F32/F16/BF16/Q8_0 model, then quantize");
@@ -172,7 +195,7 @@ PruneReport prune_file(const std::string& in, const std::string& out, const Prun
                         std::to_string(opts.nm_m));
   }
 
-  const bool calibrate = opts.method == PruneMethod::Wanda ||
+  const bool calibrate = opts.method == PruneMethod::Wanda || opts.method == PruneMethod::Structured ||
                          (opts.method == PruneMethod::NM && !opts.nm_magnitude);
   std::unique_ptr<ActivationNorms> norms;
   if (calibrate) {
@@ -196,6 +219,13 @@ PruneReport prune_file(const std::string& in, const std::string& out, const Prun
       model->set_observer(nullptr);
     }
     rep.calib_tokens = norms->tokens();
+  }
+
+  if (opts.method == PruneMethod::Structured) {
+    PruneReport r = prune_structured(f, out, opts, *norms);
+    r.calib_tokens = rep.calib_tokens;
+    r.seconds = now_s() - t0;
+    return r;
   }
 
   std::vector<gguf::KV> kvs = f.kvs();
