@@ -30,6 +30,9 @@ for sp in 0.1 0.2 0.3 0.4 0.5 0.6; do
   row magnitude "$sp" --method magnitude --sparsity "$sp"
   row wanda "$sp" --method wanda --sparsity "$sp"
 done
+for sp in 0.1 0.2 0.3 0.4 0.5 0.6; do
+  row structured "$sp" --method structured --sparsity "$sp"
+done
 row "nm 2:4 (wanda score)" 0.5 --method nm --nm 2:4
 row "nm 2:4 (magnitude score)" 0.5 --method nm --nm 2:4 --nm-magnitude
 "$BIN" prune "$MODEL" "$OUT/p.gguf" --method magnitude --sparsity 0 -t 1 --eval "$EVAL" --eval-ctx 128 --eval-chunks 64 2>/dev/null | grep 'perplexity:'
