@@ -102,6 +102,11 @@ const PackedKernels* kernels_for(Isa isa, DType source) {
   return h ? &kRefF16 : &kRefBF16;  // AVX2 has no fast kernel yet: the scalar twin
 }
 
-const PackedKernels* best(DType source) { return kernels_for(coppice::kernels::kernels().isa, source); }
+// Only where a SIMD kernel exists: the scalar twin is slower than the dense SIMD kernels, so
+// other ISAs keep the dense rows.
+const PackedKernels* best(DType source) {
+  const Isa isa = coppice::kernels::kernels().isa;
+  return isa == Isa::Avx512 ? kernels_for(isa, source) : nullptr;
+}
 
 }  // namespace coppice::kernels::sparse24

@@ -32,7 +32,8 @@ void vec_dot_bf16_ref(int64_t n, float* s, const void* w, const void* x);
 
 // The 2:4 kernels of `isa` for source type F16 or BF16, or nullptr (other types, ISA missing).
 const PackedKernels* kernels_for(Isa isa, DType source);
-// The best available for this CPU (the ISA that kernels() picked).
+// The kernels for the ISA kernels() picked, or nullptr where that ISA has no SIMD 2:4 kernel
+// (AVX2, scalar: the dense kernels are faster than the scalar twin; the rows stay dense).
 const PackedKernels* best(DType source);
 
 namespace avx512 {
