@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "formats/hf_folder.h"
+#include "model/sparse_pack.h"
 #include "ops/ops.h"
 #include "util/error.h"
 
@@ -27,6 +28,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
   const int nt = opts.n_threads > 0 ? opts.n_threads : ThreadPool::default_threads();
   m->pool_ = std::make_unique<ThreadPool>(nt);
   m->packed_ = pack_weights(m->w_, m->file_, *m->pool_);
+  pack_sparse24(m->w_, m->file_, *m->pool_, m->packed_);  // 2:4 pruned F16/BF16 matrices
   m->s_.att_scratch.assign(static_cast<size_t>(nt), std::vector<float>(2 * m->cfg_.n_head));
   m->s_.chunks.resize(static_cast<size_t>(nt));
   m->s_.tree_k.resize(static_cast<size_t>(nt));
@@ -193,6 +195,7 @@ void Model::forward_layer(int il, std::span<const BatchToken> batch, KvCache& ca
   float* xn = s_.xn.data();
 
   for (int i = 0; i < n; ++i) ops::rmsnorm(x + i * E, L.attn_norm.data(), xn + i * E, E, cfg_.rms_eps);
+  if (observer_) observer_->observe(il, MatInput::AttnIn, xn, n, E);
   attention_qkv(il, batch);
   for (int i = 0; i < n; ++i) {
     ops::store_kv_row(s_.k.data() + i * kvd, cache.k_row(il, batch[i].seq, cells[i]), kvd, cache.type());
@@ -228,20 +231,22 @@ void Model::forward_layer(int il, std::span<const BatchToken> batch, KvCache& ca
     }
   });
 
+  if (observer_) observer_->observe(il, MatInput::AttnOut, s_.att.data(), n, qd);
   ops::matmul(L.wo, s_.att.data(), n, s_.tmp.data(), *pool_, s_.act);
   if (cfg_.post_norms)
     for (int i = 0; i < n; ++i) ops::rmsnorm(s_.tmp.data() + i * E, L.attn_post_norm.data(), s_.tmp.data() + i * E, E, cfg_.rms_eps);
   ops::add(x, s_.tmp.data(), n * E);
 
   for (int i = 0; i < n; ++i) ops::rmsnorm(x + i * E, L.ffn_norm.data(), xn + i * E, E, cfg_.rms_eps);
+  if (observer_) observer_->observe(il, MatInput::FfnIn, xn, n, E);
   if (cfg_.n_expert > 0) moe_ffn(L, n);
-  else dense_ffn(L, n);
+  else dense_ffn(L, n, il);
   if (cfg_.post_norms)
     for (int i = 0; i < n; ++i) ops::rmsnorm(s_.tmp.data() + i * E, L.ffn_post_norm.data(), s_.tmp.data() + i * E, E, cfg_.rms_eps);
   ops::add(x, s_.tmp.data(), n * E);
 }
 
-void Model::dense_ffn(const LayerWeights& L, int n) {
+void Model::dense_ffn(const LayerWeights& L, int n, int il) {
   const int64_t ff = cfg_.n_ff;
   const float* xn = s_.xn.data();
   if (cfg_.fused_gate_up) {
@@ -257,6 +262,7 @@ void Model::dense_ffn(const LayerWeights& L, int n) {
   }
   if (cfg_.ffn_act == FfnAct::GeluTanh) ops::geglu(s_.gate.data(), s_.up.data(), n * ff);
   else ops::swiglu(s_.gate.data(), s_.up.data(), n * ff);
+  if (observer_) observer_->observe(il, MatInput::FfnDown, s_.gate.data(), n, ff);
   ops::matmul(L.w_down, s_.gate.data(), n, s_.tmp.data(), *pool_, s_.act);
 }
 

@@ -31,6 +31,14 @@ struct StepOptions {
   std::span<const uint8_t> skip_layers;  // [n_layer] or empty: 1 = layer skipped (x passes through)
 };
 
+// Sees the input of the weight matrices of each layer (pruning calibration: Wanda's
+// activation norms). Called on the stepping thread; unset, it costs one branch per site.
+enum class MatInput { AttnIn, AttnOut, FfnIn, FfnDown };  // q/k/v, attn_output, gate/up, down
+struct ActivationObserver {
+  virtual ~ActivationObserver() = default;
+  virtual void observe(int il, MatInput site, const float* x, int n_tok, int64_t dim) = 0;  // x: [n_tok][dim]
+};
+
 struct ModelOptions {
   int n_threads = 0;  // 0: physical cores
   // Context length the model will be run at; picks LongRoPE's long factors when it exceeds
@@ -63,6 +71,8 @@ class Model {
   // As above; skipped layers neither write nor read their K/V cells (a layer-skip draft).
   void step(std::span<const BatchToken> batch, KvCache& cache, std::vector<float>& logits,
             const StepOptions& opts);
+  // Dense layers only (MoE experts are not observed). nullptr removes it.
+  void set_observer(ActivationObserver* o) { observer_ = o; }
 
  private:
   Model() = default;
@@ -70,7 +80,7 @@ class Model {
                      std::span<const int> cells);
   void attention_qkv(int il, std::span<const BatchToken> batch);  // xn -> roped q, k; v
   // Feed-forward branch of layer il on xn: result in tmp ([n][n_embd]).
-  void dense_ffn(const LayerWeights& L, int n);
+  void dense_ffn(const LayerWeights& L, int n, int il);
   void moe_ffn(const LayerWeights& L, int n);  // model/moe.cpp
   void window_begins(std::span<const BatchToken> batch, const KvCache& cache,
                      std::span<const int> cells);
@@ -85,6 +95,7 @@ class Model {
   ModelWeights w_;
   PackedStore packed_;  // owns the packed rows that some of w_'s views point into
   std::unique_ptr<ThreadPool> pool_;
+  ActivationObserver* observer_ = nullptr;
   const float* rope_factors_ = nullptr;  // [rope_dim / 2] chosen at load (llama3 / LongRoPE)
 
   // Scratch, grow-only: no allocation per token once warm.

@@ -1,0 +1,42 @@
+// 2:4 sparse weight layouts: a matrix whose every group of 4 consecutive inputs holds at most 2
+// non-zeros keeps only 2 values per group plus their 2-bit positions. Rewritten at load from
+// F16 / BF16 rows (model/sparse_pack.cpp); the kernels read half the value bytes and do half the
+// multiplies of the dense ones. Activations stay f32 (no conversion).
+//
+// Row layout, per chunk of 32 inputs (36 bytes; rows need n_in % 32 == 0):
+//   [16 x value (f16 or bf16, as the source)][u32 idx]
+//   kept value j (0..15) belongs to group j / 2; its input is 4 * (j / 2) + ((idx >> 2j) & 3).
+// A group with fewer than 2 non-zeros stores 0 for the missing ones (at unused positions).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/dispatch.h"
+#include "kernels/packed.h"
+
+namespace coppice::kernels::sparse24 {
+
+constexpr int64_t kChunk = 32;              // inputs per chunk
+constexpr size_t kChunkBytes = 16 * 2 + 4;  // 16 values + u32 positions
+
+size_t row_bytes(int64_t n);
+size_t act_row_bytes(int64_t n);  // f32 activations
+// True if every group of 4 in `rows` rows of n 16-bit values (f16 or bf16; +0 and -0 are zero)
+// has at most 2 non-zeros.
+bool is_2of4(const uint16_t* src, int64_t n, int64_t rows);
+// Source rows (16-bit, any 2:4 pattern) -> packed rows; the same for f16 and bf16.
+void pack_rows(const void* src, void* dst, int64_t n, int64_t rows);
+// Scalar twins (the test oracle): packed row . f32 activations, accumulated in double.
+void vec_dot_f16_ref(int64_t n, float* s, const void* w, const void* x);
+void vec_dot_bf16_ref(int64_t n, float* s, const void* w, const void* x);
+
+// The 2:4 kernels of `isa` for source type F16 or BF16, or nullptr (other types, ISA missing).
+const PackedKernels* kernels_for(Isa isa, DType source);
+// The kernels for the ISA kernels() picked, or nullptr where that ISA has no SIMD 2:4 kernel
+// (AVX2, scalar: the dense kernels are faster than the scalar twin; the rows stay dense).
+const PackedKernels* best(DType source);
+
+namespace avx512 {
+extern const PackedKernels kF16, kBF16;
+}
+}  // namespace coppice::kernels::sparse24
