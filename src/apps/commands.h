@@ -19,5 +19,6 @@ Action register_serve(CLI::App& app);
 Action register_quantize(CLI::App& app);
 Action register_synth(CLI::App& app);
 Action register_convert(CLI::App& app);
+Action register_search(CLI::App& app);
 
 }  // namespace coppice::cli

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   add(register_quantize);
   add(register_synth);
   add(register_convert);
+  add(register_search);
 
   // llama.cpp habit: multi-letter single-dash flags ("-hf"); CLI11 wants "--hf".
   std::vector<std::string> args;
