@@ -163,6 +163,7 @@ Action register_search(CLI::App& app) {
   sub->add_option("--budget", o.budget, "total generated tokens over all branches")->check(CLI::Range(int64_t{1}, int64_t{1} << 32));
   sub->add_option("-N,--branches", o.n, "samples / beams / tree width / particles")->check(CLI::Range(1, 256));
   sub->add_option("-n,--n-predict", o.max_tokens, "max tokens per candidate")->check(CLI::Range(1, 1 << 20));
+  sub->add_option("--max-steps", o.max_steps, "max step units per candidate (0 = no limit)")->check(CLI::Range(0, 1 << 20));
   sub->add_option("--step", a->step, "step unit: token, line, delim:STR, whole");
   sub->add_option("--expand", o.expand, "beam/tree: children sampled per node")->check(CLI::Range(1, 64));
   sub->add_option("--groups", o.groups, "diverse-beam: number of groups")->check(CLI::Range(1, 256));

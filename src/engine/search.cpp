@@ -117,6 +117,8 @@ SearchResult run_search(Model& model, KvCache& cache, const Tokenizer& tok, cons
 
   BranchOptions bo = opts.branch;
   bo.max_tokens = opts.max_tokens;
+  bo.max_steps = opts.max_steps;
+  if (opts.max_steps < 0) fail("search", "max steps must be >= 0, got " + std::to_string(opts.max_steps));
   SearchResult r;
   {
     BranchSet set(model, cache, tok, bo);

@@ -35,6 +35,7 @@ struct SearchOptions {
   int n = 4;                 // samples / beams / tree width / particles
   int64_t budget = 512;      // total generated tokens over all branches
   int max_tokens = 128;      // per candidate
+  int max_steps = 0;         // per candidate, in step units (0: no limit)
   StepUnit step;             // default per strategy when kind is Whole (see run_search)
   SamplingParams sampling;   // every branch samples with these (seed varied per branch)
   int expand = 2;            // beam / tree: children sampled per expanded node
@@ -45,7 +46,7 @@ struct SearchOptions {
   double kv_weight = 0.05;   // tree: score cost of keeping a node with a new parent (KV)
   double coverage_weight = 0.5;  // tree: bonus for a node whose step text is new
   std::string answer_regex = "([0-9]+)";  // self-consistency: group 1 (or match) is the answer
-  BranchOptions branch;      // max_tokens is copied from max_tokens
+  BranchOptions branch;      // max_tokens / max_steps are copied from the fields above
 };
 
 struct SearchCandidate {

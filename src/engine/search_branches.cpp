@@ -169,6 +169,7 @@ int BranchSet::advance(std::span<const int> ids, const StepUnit& unit, int64_t b
         b.last_step = b.text.substr(std::min(b.step_text_begin, b.text.size()));
         b.step_text_begin = b.text.size();
         ++b.steps;
+        if (opts_.max_steps > 0 && b.steps >= opts_.max_steps) b.done = true;
       } else {
         still.push_back(id);
       }

@@ -35,13 +35,14 @@ struct Branch {
   size_t step_text_begin = 0;   // where the current step's text starts in `text`
   std::string last_step;        // text of the last completed step
   int steps = 0;                // completed step units
-  bool done = false;            // end of generation, max tokens or no KV room
+  bool done = false;            // end of generation, max tokens/steps or no KV room
   bool eog = false;             // ended by an end-of-generation token
   double score = 0;             // set by the strategy (scorer output)
 };
 
 struct BranchOptions {
   int max_tokens = 128;  // per branch
+  int max_steps = 0;     // a branch is done after this many step units (0: no limit)
   int n_batch = 512;     // prompt prefill chunk
   bool stop_at_eog = true;
   SeqId first_seq = 0;   // sequence ids start here (a cache shared with other users)

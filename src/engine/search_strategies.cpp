@@ -53,6 +53,27 @@ void collect(SearchContext& ctx, const std::vector<int>& ids) {
   for (int id : ids) ctx.finished.push_back(ctx.candidate(ctx.branches.at(id)));
 }
 
+// True when the round was not cut by the budget: every branch ended its step or is done.
+bool complete_round(SearchContext& ctx, const std::vector<int>& ids) {
+  for (int id : ids) {
+    const Branch& b = ctx.branches.at(id);
+    if (!b.done && b.step_text_begin != b.text.size()) return false;
+  }
+  return true;
+}
+
+// The set after a completed round: when the budget then cuts the next round mid-step, these
+// (whose branches were replaced by their children) are still returned.
+std::vector<SearchCandidate> snapshot(SearchContext& ctx, const std::vector<int>& ids) {
+  std::vector<SearchCandidate> out;
+  for (int id : ids) out.push_back(ctx.candidate(ctx.branches.at(id)));
+  return out;
+}
+void collect_with(SearchContext& ctx, const std::vector<int>& ids, std::vector<SearchCandidate>& last_round) {
+  collect(ctx, ids);
+  for (SearchCandidate& c : last_round) ctx.finished.push_back(std::move(c));
+}
+
 // ---- best-of-n / self-consistency: n samples from one prefill (sample i: seed + i) ----
 class BestOfN : public SearchStrategy {
  public:
@@ -61,9 +82,8 @@ class BestOfN : public SearchStrategy {
     for (int i = 0; i < ctx.opts.n; ++i) ids.push_back(ctx.branches.fork(root, ctx.opts.sampling.seed + i));
     ctx.branches.kill(root);
     std::vector<int> running = ids;
-    const StepUnit tok{StepUnit::Kind::Token, ""};
     while (!running.empty() && ctx.budget_left() > 0) {
-      ctx.branches.advance(running, tok, ctx.budget_left());
+      ctx.branches.advance(running, ctx.opts.step, ctx.budget_left());
       std::vector<int> still;
       for (int id : running) {
         Branch& b = ctx.branches.at(id);
@@ -94,6 +114,7 @@ class Beam : public SearchStrategy {
       for (const auto& g : beams) v.insert(v.end(), g.begin(), g.end());
       return v;
     };
+    std::vector<SearchCandidate> last_round;
     while (ctx.budget_left() > 0 && any_running(ctx.branches, all())) {
       std::vector<std::vector<int>> pools(groups);
       std::vector<int> moved;
@@ -129,9 +150,10 @@ class Beam : public SearchStrategy {
           }
         }
       }
+      if (complete_round(ctx, all())) last_round = snapshot(ctx, all());
       ctx.report(all());
     }
-    collect(ctx, all());
+    collect_with(ctx, all(), last_round);
   }
 
  private:
@@ -172,15 +194,17 @@ class Tree : public SearchStrategy {
   void run(SearchContext& ctx, int root) override {
     const SearchOptions& o = ctx.opts;
     std::vector<int> frontier{root};
+    std::vector<SearchCandidate> last_round;
     while (ctx.budget_left() > 0 && any_running(ctx.branches, frontier)) {
       // The root alone is expanded to the full width at once.
       const int k = frontier.size() == 1 && frontier[0] == root ? std::max(o.expand, o.n) : o.expand;
       std::vector<int> pool = expand_all(ctx, frontier, k);
       step_and_score(ctx, pool);
       frontier = select(ctx, pool);
+      if (complete_round(ctx, frontier)) last_round = snapshot(ctx, frontier);
       ctx.report(frontier);
     }
-    collect(ctx, frontier);
+    collect_with(ctx, frontier, last_round);
   }
 
  private:
@@ -228,6 +252,7 @@ class Particles : public SearchStrategy {
     std::map<int, double> logw, prev;  // by branch id: log weight, score at the last step
     for (int id : ps) logw[id] = prev[id] = 0;
     Rng rng(o.sampling.seed ^ 0x5EEDF00DULL);
+    std::vector<SearchCandidate> last_round;
     while (ctx.budget_left() > 0 && any_running(ctx.branches, ps)) {
       step_and_score(ctx, ps);
       // Incremental weights telescope: log w = (score now - score at the last resample) / T.
@@ -246,10 +271,11 @@ class Particles : public SearchStrategy {
         sq += w.back() * w.back();
       }
       const double ess = sum * sum / sq;
+      if (complete_round(ctx, ps)) last_round = snapshot(ctx, ps);
       if (ess < o.ess_threshold * static_cast<double>(ps.size())) ps = resample(ctx, ps, w, sum, rng, logw, prev);
       ctx.report(ps);
     }
-    collect(ctx, ps);
+    collect_with(ctx, ps, last_round);
   }
 
  private:
