@@ -337,6 +337,7 @@ TEST(Search, BadOptionsAreErrors) {
   o.n = 0;
   EXPECT_THROW(run_search(*l.model, cache, *l.tok, encode("Hi"), "Hi", *scorer, o), Error);
   o.n = 2;
+  o.kind = SearchKind::DiverseBeam;
   o.groups = 3;
   EXPECT_THROW(run_search(*l.model, cache, *l.tok, encode("Hi"), "Hi", *scorer, o), Error);
   o.groups = 1;

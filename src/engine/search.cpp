@@ -107,7 +107,7 @@ SearchResult run_search(Model& model, KvCache& cache, const Tokenizer& tok, cons
   if (opts.n < 1 || opts.n > 256) fail("search", "n must be in [1, 256], got " + std::to_string(opts.n));
   if (opts.budget < 1) fail("search", "budget must be >= 1 token, got " + std::to_string(opts.budget));
   if (opts.expand < 1 || opts.expand > 64) fail("search", "expand must be in [1, 64], got " + std::to_string(opts.expand));
-  if (opts.groups < 1 || opts.groups > opts.n)
+  if (opts.kind == SearchKind::DiverseBeam && (opts.groups < 1 || opts.groups > opts.n))
     fail("search", "groups must be in [1, n=" + std::to_string(opts.n) + "], got " + std::to_string(opts.groups));
   if (!(opts.temperature > 0)) fail("search", "particle temperature must be > 0");
   if (!(opts.ess_threshold >= 0 && opts.ess_threshold <= 1)) fail("search", "ESS threshold must be in [0, 1]");
