@@ -30,7 +30,9 @@ for st in best-of-n beam diverse-beam tree particles; do
   row="| $st |"
   for b in 160 320 640; do
     n=4
-    [[ $st == best-of-n ]] && n=$((b / 40))  # as many ~40-token samples as the budget pays for
+    # best-of-n: as many samples as the budget pays for in full (-n 64 each); more would all
+    # be cut mid-sentence, since the samples run side by side.
+    [[ $st == best-of-n ]] && n=$((b / 64))
     row+=" $(hits "$st" "$b" "$n")/$SEEDS |"
   done
   echo "$row"

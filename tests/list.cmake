@@ -22,4 +22,3 @@ coppice_test(test_arch coppice_engine)
 coppice_test(test_grammar coppice_engine)
 coppice_test(test_json_schema coppice_server nlohmann_json::nlohmann_json)
 coppice_test(test_search coppice_engine)
-add_dependencies(test_search coppice)  # SearchCli runs the binary
