@@ -366,3 +366,34 @@ TEST(SearchCli, RunsAndReportsJson) {
   EXPECT_EQ(no_cmd.status, 1);
   EXPECT_NE(no_cmd.err.find("--scorer-command"), std::string::npos) << no_cmd.err;
 }
+
+TEST(Search, ProgressAndSharingReport) {
+  Loaded& l = stories();
+  std::string text;
+  for (int i = 0; i < 12; ++i) text += "The little dog ran to the park and played with a red ball. ";
+  const auto prompt = encode(text);
+  auto scorer = task_scorer();
+  for (SearchKind kind : {SearchKind::Tree, SearchKind::Particles, SearchKind::DiverseBeam}) {
+    SearchOptions o;
+    o.kind = kind;
+    o.n = 4;
+    o.budget = 200;
+    o.max_tokens = 40;
+    o.step = StepUnit::parse("delim:.");
+    o.sampling = sampling(3);
+    o.diversity = 10;  // a repeated step can never beat a fresh one
+    KvCache cache = make_cache(512);
+    std::vector<SearchProgress> seen;
+    const SearchResult r =
+        run_search(*l.model, cache, *l.tok, prompt, text, *scorer, o, [&](const SearchProgress& p) { seen.push_back(p); });
+    ASSERT_FALSE(seen.empty()) << search_kind_name(kind);
+    for (size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i].tokens_spent, seen[i - 1].tokens_spent);
+    EXPECT_LE(seen.back().tokens_spent, o.budget);
+    EXPECT_EQ(seen.back().tokens_spent, r.tokens_spent);
+    EXPECT_FALSE(seen.back().best_text.empty());
+    // Every live branch shares the prompt's full blocks: at least 2x less than independent copies.
+    EXPECT_GE(r.kv_blocks_independent, 2 * r.kv_blocks_peak) << search_kind_name(kind);
+    EXPECT_GE(r.kv_blocks_peak, static_cast<int64_t>(prompt.size()) / 16);
+    EXPECT_EQ(cache.blocks_used(), 0);
+  }
+}
