@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "engine/generate.h"
 #include "engine/search.h"
@@ -365,6 +366,22 @@ TEST(SearchCli, RunsAndReportsJson) {
                                         " -p hi --scorer command");
   EXPECT_EQ(no_cmd.status, 1);
   EXPECT_NE(no_cmd.err.find("--scorer-command"), std::string::npos) << no_cmd.err;
+  // The command scorer through the CLI: score = the candidate's byte count.
+  const auto wc = testutil::run_cli("search -m " + testutil::shared("models/stories260K.gguf") +
+                                    " -p 'Once upon a time' -N 2 --budget 40 -n 20 --scorer command"
+                                    " --scorer-command 'wc -c' --json -t 1");
+  ASSERT_EQ(wc.status, 0) << wc.err;
+  const auto j = nlohmann::json::parse(wc.out);
+  ASSERT_FALSE(j["candidates"].empty());
+  for (const auto& c : j["candidates"])
+    EXPECT_EQ(c["score"].get<double>(), static_cast<double>(c["text"].get<std::string>().size()));
+  const auto http = testutil::run_cli("search -m " + testutil::shared("models/stories260K.gguf") +
+                                      " -p hi -n 4 --budget 8 --scorer http --scorer-url http://127.0.0.1:1/score -t 1");
+  EXPECT_EQ(http.status, 1);
+  EXPECT_NE(http.err.find("scorer URL"), std::string::npos) << http.err;
+  const auto step = testutil::run_cli("search -m " + testutil::shared("models/stories260K.gguf") + " -p hi --step para");
+  EXPECT_EQ(step.status, 1);
+  EXPECT_NE(step.err.find("step unit"), std::string::npos) << step.err;
 }
 
 TEST(Search, ProgressAndSharingReport) {
