@@ -20,5 +20,6 @@ Action register_quantize(CLI::App& app);
 Action register_synth(CLI::App& app);
 Action register_convert(CLI::App& app);
 Action register_prune(CLI::App& app);
+Action register_search(CLI::App& app);
 
 }  // namespace coppice::cli

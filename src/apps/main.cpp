@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   add(register_synth);
   add(register_convert);
   add(register_prune);
+  add(register_search);
 
   // llama.cpp habit: multi-letter single-dash flags ("-hf"); CLI11 wants "--hf".
   std::vector<std::string> args;

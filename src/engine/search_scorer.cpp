@@ -1,0 +1,214 @@
+#include "engine/search_scorer.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+#include <sys/wait.h>
+
+#include "engine/generate.h"
+#include "engine/sampling.h"
+#include "util/error.h"
+
+namespace coppice {
+
+// ---- Regex ----
+
+Regex::Regex(const std::string& pattern) : pattern_(pattern) {
+  int err = 0;
+  PCRE2_SIZE off = 0;
+  code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                        PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &off, nullptr);
+  if (!code_) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(err, msg, sizeof msg);
+    fail("search", "regex '" + pattern + "': " + reinterpret_cast<char*>(msg) + " at offset " + std::to_string(off));
+  }
+}
+
+Regex::~Regex() { pcre2_code_free(static_cast<pcre2_code*>(code_)); }
+
+namespace {
+// Calls f(match_data, rc) for every non-overlapping match; f returns false to stop.
+template <typename F>
+void for_each_match(const pcre2_code* code, std::string_view s, F&& f) {
+  pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
+  const auto* subj = reinterpret_cast<PCRE2_SPTR>(s.data());
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    const int rc = pcre2_match(code, subj, s.size(), pos, 0, md, nullptr);
+    if (rc < 0) break;  // no match (or a match error: treated as no further match)
+    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+    if (!f(ov, rc)) break;
+    pos = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+  }
+  pcre2_match_data_free(md);
+}
+}  // namespace
+
+bool Regex::matches(std::string_view s) const {
+  bool hit = false;
+  for_each_match(static_cast<const pcre2_code*>(code_), s, [&](const PCRE2_SIZE*, int) {
+    hit = true;
+    return false;
+  });
+  return hit;
+}
+
+bool Regex::extract_last(std::string_view s, std::string& out) const {
+  bool hit = false;
+  for_each_match(static_cast<const pcre2_code*>(code_), s, [&](const PCRE2_SIZE* ov, int rc) {
+    const int g = rc > 1 && ov[2] != PCRE2_UNSET ? 1 : 0;
+    out.assign(s.substr(ov[2 * g], ov[2 * g + 1] - ov[2 * g]));
+    hit = true;
+    return true;
+  });
+  return hit;
+}
+
+std::string keyword_pattern(const std::string& word) {
+  std::string p;
+  for (char c : word) {
+    if (std::string_view("\\^$.|?*+()[]{}").find(c) != std::string_view::npos) p += '\\';
+    p += c;
+  }
+  return p;
+}
+
+// ---- Scorers ----
+
+namespace {
+
+class LogprobScorer : public Scorer {
+ public:
+  double score(const ScoreInput& c) override {
+    return c.tokens.empty() ? 0.0 : c.logprob_sum / static_cast<double>(c.tokens.size());
+  }
+  std::string name() const override { return "logprob"; }
+};
+
+class RulesScorer : public Scorer {
+ public:
+  explicit RulesScorer(const std::vector<Rule>& rules) {
+    if (rules.empty()) fail("search", "the rules scorer needs at least one rule (--rule or --keyword)");
+    for (const Rule& r : rules) rules_.push_back({std::make_unique<Regex>(r.pattern), r.weight});
+  }
+  double score(const ScoreInput& c) override {
+    double s = 0;
+    for (const auto& r : rules_)
+      if (r.rx->matches(c.text)) s += r.weight;
+    return s;
+  }
+  std::string name() const override { return "rules"; }
+
+ private:
+  struct Compiled {
+    std::unique_ptr<Regex> rx;
+    double weight;
+  };
+  std::vector<Compiled> rules_;
+};
+
+class CommandScorer : public Scorer {
+ public:
+  explicit CommandScorer(std::string cmd) : cmd_(std::move(cmd)) {
+    if (cmd_.empty()) fail("search", "the command scorer needs a command");
+    const auto dir = std::filesystem::temp_directory_path();
+    input_ = (dir / ("coppice-score-" + std::to_string(::getpid()) + ".txt")).string();
+  }
+  ~CommandScorer() override {
+    std::error_code ec;
+    std::filesystem::remove(input_, ec);
+  }
+  double score(const ScoreInput& c) override {
+    {
+      std::ofstream f(input_, std::ios::binary | std::ios::trunc);
+      f.write(c.text.data(), static_cast<std::streamsize>(c.text.size()));
+      if (!f) fail("search", "cannot write the candidate to " + input_);
+    }
+    const std::string full = "(" + cmd_ + ") < '" + input_ + "'";
+    FILE* p = popen(full.c_str(), "r");
+    if (!p) fail("search", "cannot run scorer command '" + cmd_ + "'");
+    std::string out;
+    std::array<char, 256> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0 && out.size() < 4096) out.append(buf.data(), n);
+    const int st = pclose(p);
+    if (st != 0)
+      fail("search", "scorer command '" + cmd_ + "' exited with status " +
+                         std::to_string(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st)));
+    char* end = nullptr;
+    errno = 0;
+    const double v = std::strtod(out.c_str(), &end);
+    while (end && *end && std::isspace(static_cast<unsigned char>(*end))) ++end;
+    if (end == out.c_str() || (end && *end) || errno != 0 || !std::isfinite(v))
+      fail("search", "scorer command '" + cmd_ + "' printed '" + out.substr(0, 80) + "', expected one number");
+    return v;
+  }
+  std::string name() const override { return "command"; }
+
+ private:
+  std::string cmd_;
+  std::string input_;  // temporary file holding the candidate (the command's stdin)
+};
+
+class RewardModelScorer : public Scorer {
+ public:
+  RewardModelScorer(const std::string& path, const RewardModelOptions& o) : o_(o) {
+    ModelOptions mo;
+    mo.n_threads = o.n_threads;
+    model_ = Model::load(path, mo);
+    tok_ = Tokenizer::from_gguf(model_->file());
+    judge_ = tok_->find_token(o.judge);
+    if (judge_ < 0) {
+      const auto ids = tok_->encode(o.judge, false, false);
+      if (ids.size() != 1)
+        fail("search", "judgement text '" + o.judge + "' is " + std::to_string(ids.size()) +
+                           " tokens for the reward model, expected exactly one");
+      judge_ = ids[0];
+    }
+  }
+  double score(const ScoreInput& c) override {
+    std::string text = o_.templ;
+    replace(text, "{prompt}", c.prompt);
+    replace(text, "{response}", c.text);
+    const std::vector<int32_t> ids = tok_->encode(text, true, false);
+    if (ids.empty()) fail("search", "the reward model's input tokenized to nothing");
+    KvCache cache = model_->make_cache(static_cast<int64_t>(ids.size()) + 1);
+    cache.add_sequence(0);
+    prefill(*model_, cache, 0, ids, 512, false, logits_);
+    return Sampler::logprob_of(logits_, judge_);
+  }
+  std::string name() const override { return "reward-model"; }
+
+ private:
+  static void replace(std::string& s, std::string_view key, std::string_view with) {
+    for (size_t p = 0; (p = s.find(key, p)) != std::string::npos; p += with.size()) s.replace(p, key.size(), with);
+  }
+  RewardModelOptions o_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tok_;
+  int32_t judge_ = -1;
+  std::vector<float> logits_;  // [n_vocab] of the reward model
+};
+
+}  // namespace
+
+std::unique_ptr<Scorer> make_logprob_scorer() { return std::make_unique<LogprobScorer>(); }
+std::unique_ptr<Scorer> make_rules_scorer(const std::vector<Rule>& rules) { return std::make_unique<RulesScorer>(rules); }
+std::unique_ptr<Scorer> make_command_scorer(const std::string& command) {
+  return std::make_unique<CommandScorer>(command);
+}
+std::unique_ptr<Scorer> make_reward_model_scorer(const std::string& gguf_path, const RewardModelOptions& o) {
+  return std::make_unique<RewardModelScorer>(gguf_path, o);
+}
+
+}  // namespace coppice
