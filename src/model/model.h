@@ -22,6 +22,15 @@ struct BatchToken {
   bool want_logits = false;
 };
 
+// Sees every layer's attention right after it is computed (KV eviction policies rank cells by
+// the attention they receive). q: [n_tok][n_head * head_dim], roped; cells: each token's cell.
+class AttentionObserver {
+ public:
+  virtual ~AttentionObserver() = default;
+  virtual void on_attention(int layer, std::span<const BatchToken> batch, std::span<const int> cells,
+                            const float* q, const ops::AttentionShape& shape, const KvCache& cache) = 0;
+};
+
 struct ModelOptions {
   int n_threads = 0;  // 0: physical cores
   // Context length the model will be run at; picks LongRoPE's long factors when it exceeds
@@ -51,6 +60,8 @@ class Model {
   // Throws coppice::Error when the cache has no room (nothing is appended then) or a token
   // id is out of range.
   void step(std::span<const BatchToken> batch, KvCache& cache, std::vector<float>& logits);
+  // Null (the default) costs nothing; the observer must outlive its use.
+  void set_attention_observer(AttentionObserver* o) { observer_ = o; }
 
  private:
   Model() = default;
@@ -69,6 +80,7 @@ class Model {
   PackedStore packed_;  // owns the packed rows that some of w_'s views point into
   std::unique_ptr<ThreadPool> pool_;
   const float* rope_factors_ = nullptr;  // [rope_dim / 2] chosen at load (llama3 / LongRoPE)
+  AttentionObserver* observer_ = nullptr;
 
   // Scratch, grow-only: no allocation per token once warm.
   struct Scratch {
