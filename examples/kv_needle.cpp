@@ -1,5 +1,5 @@
 // Needle retrieval under KV eviction: a character's name is introduced at the start of a
-// long story, filler follows, and a cue at the end ("... the girl's name was") asks for it.
+// long story, filler follows, and a cue at the end (" One day,") asks for the main character.
 // Hit = the model's top prediction after the cue is the name's first token. The context is
 // prefilled in chunks of 64 and the cue decoded token by token, the policy evicting after
 // every step, so the name must survive eviction to be found.
@@ -26,7 +26,7 @@ const char* kFiller[] = {
     "A little bird flew over the house.", "The water in the pond was cold.",
 };
 
-// First token of " NAME" (the continuation after "... was").
+// First token of " NAME" (the continuation after "One day,").
 int32_t name_token(const Tokenizer& tok, const std::string& name) {
   return tok.encode(" " + name, false, false).front();
 }
@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
     auto model = Model::load(argv[1]);
     auto tok = Tokenizer::from_gguf(model->file());
     const int trials = argc > 2 ? std::atoi(argv[2]) : 20;
-    const int n_fill = argc > 3 ? std::atoi(argv[3]) : 24;
+    const int n_fill = argc > 3 ? std::atoi(argv[3]) : 20;
     struct Trial { std::vector<int32_t> ctx, cue; int32_t answer; };
     std::vector<Trial> ts;
     uint64_t rng = 12345;
@@ -50,12 +50,12 @@ int main(int argc, char** argv) {
       const std::string name = kNames[t % 10];
       const bool girl = t % 2 == 0;
       std::string ctx = std::string("Once upon a time, there was a little ") + (girl ? "girl" : "boy") +
-                        " named " + name + ".";
+                        " named " + name + ". " + name + " liked to play outside.";
       for (int i = 0; i < n_fill; ++i) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         ctx += std::string(" ") + kFiller[(rng >> 33) % 12];
       }
-      const std::string cue = std::string(" The little ") + (girl ? "girl" : "boy") + "'s name was";
+      const std::string cue = " One day,";
       Trial tr{tok->encode(ctx, true, true), tok->encode(cue, false, false), name_token(*tok, name)};
       max_len = std::max(max_len, static_cast<int>(tr.ctx.size() + tr.cue.size()));
       ts.push_back(std::move(tr));

@@ -67,9 +67,19 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
 
 }  // namespace
 
-TEST(KvQuant, AttentionReadsEveryTypeDirectly) {
+struct Shape {
+  int n_head, n_kv, hd;
+};
+
+class KvQuantShapes : public ::testing::TestWithParam<Shape> {};
+
+// Whole-block heads (64) and narrow heads (8: four heads share a 32-block, as stories260K).
+INSTANTIATE_TEST_SUITE_P(Heads, KvQuantShapes, ::testing::Values(Shape{4, 2, 64}, Shape{8, 4, 8}));
+
+TEST_P(KvQuantShapes, AttentionReadsEveryTypeDirectly) {
   std::mt19937 rng(11);
-  const int n_head = 4, n_kv = 2, hd = 64, n_keys = 45, block = 16, row = n_kv * hd;
+  const int n_head = GetParam().n_head, n_kv = GetParam().n_kv, hd = GetParam().hd;
+  const int n_keys = 45, block = 16, row = n_kv * hd;
   const float scale = 1.0f / std::sqrt(float(hd));
   const DType types[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0,
                          DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1};
@@ -94,7 +104,7 @@ TEST(KvQuant, AttentionReadsEveryTypeDirectly) {
       // (1) Oracle on exactly what is stored: the query rounded through the K type's dot format.
       std::vector<float> qd = q;
       const TypeTraits& ktt = *type_traits(kt);
-      if (ktt.quantized) {
+      if (ktt.quantized && hd % 32 == 0) {  // narrow heads score with the float query
         const TypeTraits& qt = *type_traits(ktt.vec_dot_type);
         std::vector<uint8_t> qq(row_size(qt, hd));
         for (int h = 0; h < n_head; ++h) {
@@ -135,7 +145,9 @@ TEST(KvQuant, HeadDimMustBeWholeBlocks) {
   KvCacheOptions o;
   o.n_blocks = 4;
   o.type = DType::Q8_0;
-  EXPECT_THROW(KvCache(2, 4, 8, o), Error);  // stories260K's head_dim of 8
+  EXPECT_THROW(KvCache(2, 1, 8, o), Error);   // a row of 8 elements is not a whole block
+  EXPECT_THROW(KvCache(2, 2, 48, o), Error);  // 48 neither a multiple nor a divisor of 32
+  KvCache narrow(2, 4, 8, o);                 // stories260K: 4 heads of 8 share one block
   o.type = DType::F16;
   o.type_v = DType::Q4_0;
   EXPECT_THROW(KvCache(2, 4, 48, o), Error);
@@ -194,7 +206,7 @@ TEST(KvQuant, ModelLogitsWithQuantizedKv) {
   const std::string path = testutil::temp_path("kvq.gguf");
   synth_model(path, so);
   ModelOptions mo;
-  mo.n_threads = 2;
+  mo.n_threads = 1;
   auto m = Model::load(path, mo);
   const int n_tok = 40, V = 300;
   KvCacheOptions f32;
@@ -209,9 +221,12 @@ TEST(KvQuant, ModelLogitsWithQuantizedKv) {
   const double kl_f16 = kl_of(DType::F16, DType::F16), kl_q8 = kl_of(DType::Q8_0, DType::Q8_0);
   const double kl_q4 = kl_of(DType::Q4_0, DType::Q4_0);
   std::printf("mean KL vs f32 KV: f16 %.3g, q8_0 %.3g, q4_0 %.3g\n", kl_f16, kl_q8, kl_q4);
-  EXPECT_LT(kl_q8, 0.01);
-  EXPECT_GT(kl_q4, kl_q8);  // 4-bit codes lose more than 8-bit ones
-  EXPECT_GT(kl_q8, 0.0);    // the cache really holds quantized rows
+  // Each step down in bits costs an order of magnitude in KL at least (the rounding error
+  // shrinks ~16x from 4 to 8 bits, ~8x from 8 to 11; KL goes with its square). The real
+  // model's q8_0 figure (stories260K, < 0.01) is in bench/RESULTS.md.
+  EXPECT_GT(kl_q8, 10 * kl_f16);
+  EXPECT_GT(kl_q4, 10 * kl_q8);
+  EXPECT_LT(kl_q8, 0.05);
   // Per-layer overrides: f32 in every layer is exactly the f32 cache; mixing is in between.
   KvCacheOptions per;
   per.layer_types = {{DType::F32, DType::F32}, {DType::F32, DType::F32}, {DType::F32, DType::F32}};

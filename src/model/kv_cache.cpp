@@ -23,10 +23,12 @@ size_t kv_row_bytes(DType t, int n_kv_head, int head_dim) {
   if (!is_kv_type(t) || tt == nullptr)
     fail("kv", std::string("unsupported KV cache type ") + (tt ? tt->name : "?") +
                    " (use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1)");
-  if (head_dim % tt->block_size != 0)
-    fail("kv", std::string("KV cache type ") + tt->name + " needs head_dim to be a multiple of " +
-                   std::to_string(tt->block_size) + "; this model's head_dim is " +
-                   std::to_string(head_dim) + " (use f16, bf16 or f32)");
+  // A head is whole blocks, or (narrow heads) a block holds whole heads of the row.
+  const int64_t bs = tt->block_size, row = static_cast<int64_t>(n_kv_head) * head_dim;
+  if (head_dim % bs != 0 && (bs % head_dim != 0 || row % bs != 0))
+    fail("kv", std::string("KV cache type ") + tt->name + " needs head_dim (" + std::to_string(head_dim) +
+                   ") to be a multiple or a divisor of " + std::to_string(bs) + " and a row of " +
+                   std::to_string(n_kv_head) + " heads to be whole blocks (use f16, bf16 or f32)");
   return row_size(*tt, static_cast<int64_t>(n_kv_head) * head_dim);
 }
 }  // namespace

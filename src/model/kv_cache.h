@@ -27,7 +27,7 @@ struct KvCacheOptions {
   int block_size = 16;    // token cells per block
   int64_t n_blocks = 0;   // pool size (all sequences together)
   // K (and V) type: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (quantized types need
-  // head_dim % 32 == 0 so that one head's row is whole blocks).
+  // head_dim % 32 == 0, or head_dim dividing 32 with a row of n_kv_head heads whole blocks).
   DType type = DType::F16;
   std::optional<DType> type_v = std::nullopt;  // V type when it differs from K
   std::vector<KvLayerTypes> layer_types = {};  // [n_layer] per-layer overrides; empty: none

@@ -114,11 +114,14 @@ void KvPolicy::on_attention(int layer, std::span<const BatchToken> batch, std::s
       for (int j = i + 1; j < n; ++j) later += batch[j].seq == seq;
       const int w = obs_window();
       if (later >= w) continue;
+      // Layer 0 opens one row per observer, in batch order; later layers add to the same rows.
       if (layer == 0) {
         st.obs.emplace_back(len, 0.0f);
         while (static_cast<int>(st.obs.size()) > w) st.obs.pop_front();
       }
-      std::vector<float>& row = st.obs[st.obs.size() - 1 - static_cast<size_t>(later)];
+      const size_t back = layer == 0 ? 0 : static_cast<size_t>(later);
+      CP_ASSERT(back < st.obs.size());
+      std::vector<float>& row = st.obs[st.obs.size() - 1 - back];
       if (row.size() < len) row.resize(len, 0.0f);
       dst = row.data();
     }

@@ -46,14 +46,14 @@ void attention(const float* q, std::span<const KvChunk> chunks, const AttentionS
   for (int h = h0; h < h1; ++h) {
     const int kvh = h / group;
     const float* qh = q + static_cast<int64_t>(h) * hd;
-    rd.set_query(qh);
+    rd.set_query(qh, kvh);
     float* oh = out + static_cast<int64_t>(h) * hd;
     std::memset(oh, 0, sizeof(float) * hd);
     float m = -INFINITY, l = 0.0f;
     int64_t key = 0;
     for (const KvChunk& c : chunks) {
-      const auto* kb = static_cast<const uint8_t*>(c.k) + kvh * rd.k_head_bytes();
-      const auto* vb = static_cast<const uint8_t*>(c.v) + kvh * rd.v_head_bytes();
+      const auto* kb = static_cast<const uint8_t*>(c.k) + rd.k_head_offset(kvh);
+      const auto* vb = static_cast<const uint8_t*>(c.v) + rd.v_head_offset(kvh);
       for (int j0 = 0; j0 < c.n; j0 += kBlock) {
         const int nb = std::min(kBlock, c.n - j0);
         float bmax = -INFINITY;
