@@ -26,10 +26,6 @@ const char* kFiller[] = {
     "A little bird flew over the house.", "The water in the pond was cold.",
 };
 
-// First token of " NAME" (the continuation after "One day,").
-int32_t name_token(const Tokenizer& tok, const std::string& name) {
-  return tok.encode(" " + name, false, false).front();
-}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -38,10 +34,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    auto model = Model::load(argv[1]);
+    ModelOptions mo;
+    mo.n_threads = 1;  // a tiny model: threads only add synchronisation
+    auto model = Model::load(argv[1], mo);
     auto tok = Tokenizer::from_gguf(model->file());
     const int trials = argc > 2 ? std::atoi(argv[2]) : 20;
-    const int n_fill = argc > 3 ? std::atoi(argv[3]) : 20;
+    const int n_fill = argc > 3 ? std::atoi(argv[3]) : 5;
     struct Trial { std::vector<int32_t> ctx, cue; int32_t answer; };
     std::vector<Trial> ts;
     uint64_t rng = 12345;
@@ -56,7 +54,12 @@ int main(int argc, char** argv) {
         ctx += std::string(" ") + kFiller[(rng >> 33) % 12];
       }
       const std::string cue = " One day,";
-      Trial tr{tok->encode(ctx, true, true), tok->encode(cue, false, false), name_token(*tok, name)};
+      // Split one tokenization of the whole text, so the boundaries are the model's own.
+      const auto ctx_ids = tok->encode(ctx, true, true);
+      const auto all = tok->encode(ctx + cue + " " + name, true, true);
+      const size_t n_cue = tok->encode(ctx + cue, true, true).size() - ctx_ids.size();
+      Trial tr{ctx_ids, std::vector<int32_t>(all.begin() + ctx_ids.size(), all.begin() + ctx_ids.size() + n_cue),
+               all[ctx_ids.size() + n_cue]};
       max_len = std::max(max_len, static_cast<int>(tr.ctx.size() + tr.cue.size()));
       ts.push_back(std::move(tr));
     }

@@ -253,3 +253,38 @@ TEST(KvPolicyModel, BudgetAtLeastContextIsBitIdenticalAndSmallBudgetsFreeBlocks)
     EXPECT_EQ(cache.blocks_used(), 0);
   }
 }
+
+namespace {
+const std::string kStories = "-m " + testutil::shared("models/stories260K.gguf") + " -t 1";
+int generated(const std::string& err) {  // "generation: N tokens in ..." from -v
+  const auto at = err.find("generation: ");
+  return at == std::string::npos ? -1 : std::atoi(err.c_str() + at + 12);
+}
+}  // namespace
+
+TEST(KvCli, WindowGeneratesFarPastTheContext) {
+  const std::string gen = "run " + kStories + " -c 128 -p 'Once upon a time' -n 600 --ignore-eos --temp 0 -v";
+  const auto full = testutil::run_cli(gen);
+  ASSERT_EQ(full.status, 0) << full.err;
+  EXPECT_LT(generated(full.err), 128);  // the context fills up
+  const auto win = testutil::run_cli(gen + " --kv-policy window --kv-budget 64");
+  ASSERT_EQ(win.status, 0) << win.err;
+  EXPECT_EQ(generated(win.err), 600);
+  EXPECT_NE(win.err.find("policy window budget 64"), std::string::npos) << win.err;
+  // The sequence ends holding its 64-cell budget: 4 blocks of 16 (the rest went back).
+  EXPECT_NE(win.err.find("kv: 4 blocks of 16 cells in use"), std::string::npos) << win.err;
+}
+
+TEST(KvCli, BadKvOptionsAreErrors) {
+  const std::string run = "run " + kStories + " -p hi -n 1 ";
+  for (const char* bad : {"--kv-policy lru --kv-budget 8", "--kv-policy h2o", "--cache-type q4_K",
+                          "--cache-type-v q3", "--cache-type-layer 9=f16", "--cache-type-layer 1-0=f16",
+                          "--kv-policy window --kv-budget 4"}) {
+    const auto r = testutil::run_cli(run + bad);
+    EXPECT_EQ(r.status, 1) << bad;
+    EXPECT_NE(r.err.find("error"), std::string::npos) << bad << ": " << r.err;
+  }
+  const auto ok = testutil::run_cli(run + "--cache-type-layer 1-2=q4_0/q4_0 --cache-type-k q8_0 -v");
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_NE(ok.err.find("k q8_0 / v f16"), std::string::npos) << ok.err;
+}
