@@ -7,7 +7,10 @@
 #include <cstring>
 #include <numeric>
 
+#include <future>
+
 #include "engine/generate.h"
+#include "engine/scheduler.h"
 #include "model/kv_policy.h"
 #include "model/model.h"
 #include "ops/attention.h"
@@ -287,4 +290,73 @@ TEST(KvCli, BadKvOptionsAreErrors) {
   const auto ok = testutil::run_cli(run + "--cache-type-layer 1-2=q4_0/q4_0 --cache-type-k q8_0 -v");
   EXPECT_EQ(ok.status, 0) << ok.err;
   EXPECT_NE(ok.err.find("k q8_0 / v f16"), std::string::npos) << ok.err;
+}
+
+TEST(KvPolicyEngine, ServedSequencesEvictLikeTheSingleSequencePath) {
+  ModelOptions mo;
+  mo.n_threads = 1;
+  auto m = Model::load(testutil::shared("models/stories260K.gguf"), mo);
+  auto tok = Tokenizer::from_gguf(m->file());
+  KvPolicyOptions po;
+  po.kind = KvPolicyKind::H2O;
+  po.budget = 48;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int r = 0; r < 3; ++r) {
+    std::vector<int32_t> p = {1};
+    for (int i = 0; i < 40; ++i) p.push_back(3 + (i * 31 + r * 101) % 500);
+    prompts.push_back(p);
+  }
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  // Alone, through prefill + decode with the policy evicting after every step.
+  std::vector<std::vector<int32_t>> alone;
+  for (const auto& p : prompts) {
+    KvPolicy pol(po);
+    m->set_attention_observer(&pol);
+    KvCache cache = m->make_cache(256, DType::F16);
+    cache.add_sequence(0);
+    Sampler sampler(greedy);
+    GenerateOptions go;
+    go.n_predict = 80;
+    go.n_batch = 64;
+    go.stop_at_eog = false;
+    go.kv_policy = &pol;
+    std::vector<int32_t> out;
+    generate(*m, cache, 0, *tok, sampler, p, go, [&](int32_t id) { out.push_back(id); return true; });
+    alone.push_back(out);
+    m->set_attention_observer(nullptr);
+  }
+  // Together in the serving engine.
+  EngineOptions eo;
+  eo.n_ctx = 256;
+  eo.n_parallel = 4;
+  eo.step_tokens = 64;
+  eo.kv_policy = po;
+  Engine e(*m, *tok, eo);
+  std::vector<std::shared_ptr<std::promise<std::vector<int32_t>>>> done;
+  std::vector<std::shared_ptr<std::vector<int32_t>>> got;
+  for (const auto& p : prompts) {
+    GenRequest r;
+    r.prompt = p;
+    r.max_tokens = 80;
+    r.ignore_eos = true;
+    r.sampling = greedy;
+    auto pr = std::make_shared<std::promise<std::vector<int32_t>>>();
+    auto toks = std::make_shared<std::vector<int32_t>>();
+    e.submit(std::move(r), [pr, toks](const TokenEvent& ev) {
+      if (ev.token >= 0) toks->push_back(ev.token);
+      if (ev.finish != FinishReason::None) pr->set_value(*toks);
+      return true;
+    });
+    done.push_back(pr);
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto f = done[i]->get_future();
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(120)), std::future_status::ready);
+    EXPECT_EQ(f.get(), alone[i]) << "request " << i;
+  }
+  const EngineStats st = e.stats();
+  EXPECT_EQ(st.kv_cells_evicted, 3 * (41 + 80 - 1 - 48));  // every cell past the budget, per sequence
+  EXPECT_EQ(st.kv_blocks_cached, 0);                      // nothing published under eviction
+  EXPECT_EQ(st.kv_bytes_total, static_cast<int64_t>(16 * 5 * 2 * 32 * 2) * st.kv_blocks_total);
 }

@@ -459,6 +459,7 @@ void Engine::finish(Seq& s, FinishReason why, const TokenEvent* last) {
     stats_.kv_blocks_used = cache_.n_blocks() - cache_.blocks_free();
     stats_.kv_blocks_cached = cache_.cached_blocks();
     stats_.kv_bytes_used = stats_.kv_blocks_used * static_cast<int64_t>(cache_.block_bytes_all_layers());
+    stats_.kv_cells_evicted = policy_ ? policy_->cells_evicted() : 0;
   }
   for (const TokenEvent& ev : events) req->sink(ev);
 }
