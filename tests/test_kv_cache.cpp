@@ -97,7 +97,7 @@ TEST(KvCache, ChunksCoverExactlyTheRequestedCells) {
 TEST(KvCache, RejectsUnsupportedTypes) {
   KvCacheOptions o;
   o.n_blocks = 1;
-  o.type = DType::Q4_0;
+  o.type = DType::Q4_K;  // a weight-only type (q8_0/q4_0/... KV: tests/test_kv_quant.cpp)
   EXPECT_THROW(KvCache(1, 1, 32, o), Error);
 }
 

@@ -21,6 +21,7 @@ struct BenchArgs {
   int n_prompt = 512;
   int n_gen = 128;
   int reps = 5;
+  int depth = 0;  // context tokens before the generation test
   bool json = false;
 };
 
@@ -35,16 +36,19 @@ double now_s() {
 
 int bench(BenchArgs a) {
   if (a.n_prompt < 0 || a.n_gen < 0 || a.reps < 1) fail("cli", "-p, -n must be >= 0 and -r >= 1");
-  a.model.ctx = std::max(a.model.ctx, a.n_prompt + a.n_gen + 16);
+  if (a.depth < 0) fail("cli", "--depth must be >= 0");
+  a.model.ctx = std::max(a.model.ctx, a.n_prompt + a.n_gen + a.depth + 16);
   Loaded l = load(a.model);
   Model& m = *l.model;
   const int64_t V = m.n_vocab();
-  KvCache cache = m.make_cache(a.n_prompt + a.n_gen + 16, l.kv_type);
+  KvCache cache = make_kv_cache(l, a.n_prompt + a.n_gen + a.depth + 16);
+  KvPolicy* policy = l.policy.get();
   std::vector<float> logits;
   uint64_t rng = 0x9E3779B97F4A7C15ull;
   auto next_tok = [&] { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return static_cast<int32_t>(rng % V); };
 
   std::vector<Result> results;
+  int kv_cells = 0;  // cells the sequence held at the end of the last tg run
   auto run_pp = [&](bool record, Result& r) {
     cache.add_sequence(0);
     std::vector<BatchToken> batch;
@@ -59,17 +63,28 @@ int bench(BenchArgs a) {
     cache.remove_sequence(0);
     if (record) r.tps.push_back(a.n_prompt / dt);
   };
+  // Generation after --depth context tokens (untimed prefill; --kv-policy evicts throughout).
   auto run_tg = [&](bool record, Result& r) {
     cache.add_sequence(0);
+    std::vector<BatchToken> batch;
+    for (int s = 0; s < a.depth; s += a.model.batch) {
+      batch.clear();
+      for (int i = s; i < std::min(a.depth, s + a.model.batch); ++i) batch.push_back({next_tok(), i, 0, false});
+      m.step(batch, cache, logits);
+      if (policy) policy->enforce(cache, 0);
+    }
     BatchToken bt{next_tok(), 0, 0, true};
     const double t0 = now_s();
     for (int i = 0; i < a.n_gen; ++i) {
-      bt.pos = i;
+      bt.pos = a.depth + i;
       bt.token = next_tok();
       m.step({&bt, 1}, cache, logits);
+      if (policy) policy->enforce(cache, 0);
     }
     const double dt = now_s() - t0;
+    kv_cells = cache.length(0);
     cache.remove_sequence(0);
+    if (policy) policy->forget(0);
     if (record) r.tps.push_back(a.n_gen / dt);
   };
   if (a.n_prompt > 0) {
@@ -79,7 +94,7 @@ int bench(BenchArgs a) {
     results.push_back(r);
   }
   if (a.n_gen > 0) {
-    Result r{"tg" + std::to_string(a.n_gen), {}};
+    Result r{"tg" + std::to_string(a.n_gen) + (a.depth > 0 ? "@d" + std::to_string(a.depth) : ""), {}};
     run_tg(false, r);
     for (int i = 0; i < a.reps; ++i) run_tg(true, r);
     results.push_back(r);
@@ -103,7 +118,9 @@ int bench(BenchArgs a) {
       out.push_back({{"test", r.test}, {"threads", m.pool().size()}, {"tokens_per_second", mean},
                      {"stddev", sd}, {"samples", r.tps}, {"model", c.name.empty() ? c.arch : c.name},
                      {"model_bytes", bytes}, {"n_params_layers", c.n_layer}, {"type", wtype},
-                     {"isa", kernels::kernel_isa_name()}, {"repetitions", a.reps}});
+                     {"isa", kernels::kernel_isa_name()}, {"repetitions", a.reps},
+                     {"kv_type_k", dtype_name(cache.k_type(0))}, {"kv_type_v", dtype_name(cache.v_type(0))},
+                     {"kv_cells_after_tg", kv_cells}});
     } else {
       std::printf("| %s | %.2f MiB | %s | %d | %s | %s | %.2f ± %.2f |\n",
                   (c.name.empty() ? c.arch : c.name).c_str(), bytes / 1048576.0, wtype.c_str(),
@@ -111,6 +128,11 @@ int bench(BenchArgs a) {
     }
   }
   if (a.json) std::cout << out.dump(2) << "\n";
+  else if (a.n_gen > 0)
+    std::printf("kv after tg: %d cells, %.2f MiB (k %s / v %s)\n", kv_cells,
+                static_cast<double>((kv_cells + cache.block_size() - 1) / cache.block_size()) *
+                    static_cast<double>(cache.block_bytes_all_layers()) / 1048576.0,
+                dtype_name(cache.k_type(0)), dtype_name(cache.v_type(0)));
   return 0;
 }
 
@@ -123,6 +145,7 @@ Action register_bench(CLI::App& app) {
   sub->add_option("-p,--n-prompt", a->n_prompt, "prompt tokens (ppN), 0 to skip");
   sub->add_option("-n,--n-gen", a->n_gen, "generated tokens (tgN), 0 to skip");
   sub->add_option("-r,--repetitions", a->reps, "repetitions");
+  sub->add_option("-d,--depth", a->depth, "context tokens before the tgN run (KV read per token)");
   sub->add_flag("--json", a->json, "machine-readable output");
   return [a] { return bench(*a); };
 }

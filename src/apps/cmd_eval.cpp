@@ -46,7 +46,7 @@ int eval(const EvalArgs& a) {
   if (static_cast<int64_t>(ids.size()) > l.n_ctx)
     fail("cli", std::to_string(ids.size()) + " tokens exceed the context of " +
                     std::to_string(l.n_ctx) + " (raise -c)");
-  KvCache cache = l.model->make_cache(l.n_ctx, l.kv_type);
+  KvCache cache = make_kv_cache(l, l.n_ctx);
   cache.add_sequence(0);
   std::vector<float> logits;
   prefill(*l.model, cache, 0, ids, a.model.batch, true, logits);

@@ -11,8 +11,10 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "apps/kv_sweep.h"
 #include "engine/generate.h"
 #include "engine/kl_store.h"
+#include "engine/kv_eval.h"
 #include "util/error.h"
 
 namespace coppice::cli {
@@ -24,6 +26,7 @@ struct PplArgs {
   std::string kl_base;
   int chunks = -1;
   bool json = false;
+  bool kv_sweep = false;
 };
 
 int perplexity(PplArgs a) {
@@ -51,6 +54,7 @@ int perplexity(PplArgs a) {
   if (n_chunk == 0)
     fail("cli", a.file + ": " + std::to_string(tokens.size()) + " tokens, fewer than one chunk of -c " +
                     std::to_string(n_ctx));
+  if (a.kv_sweep) return kv_sweep(l, tokens, n_ctx, n_chunk, a.model.batch);
   if (!a.kl_base.empty() && !base) save = std::make_unique<KlWriter>(a.kl_base, l.model->n_vocab(), tokens, n_ctx);
 
   const int64_t V = l.model->n_vocab();
@@ -59,17 +63,18 @@ int perplexity(PplArgs a) {
   int64_t count = 0, agree = 0;
   std::vector<double> kls;
   std::vector<float> logits;
-  KvCache cache = l.model->make_cache(n_ctx, l.kv_type);
+  KvCache cache = make_kv_cache(l, n_ctx);
   const bool tty = isatty(2) && !a.json;
+  int64_t peak_blocks = 0;
   for (int c = 0; c < n_chunk; ++c) {
     std::vector<int32_t> chunk(tokens.begin() + static_cast<std::ptrdiff_t>(c) * n_ctx,
                                tokens.begin() + static_cast<std::ptrdiff_t>(c + 1) * n_ctx);
     if (l.tok->add_bos() && l.tok->bos() >= 0) chunk[0] = l.tok->bos();
-    cache.add_sequence(0);
-    prefill(*l.model, cache, 0, chunk, a.model.batch, true, logits);
-    cache.remove_sequence(0);
+    const ChunkEval ev = eval_chunk(*l.model, cache, l.policy.get(), chunk, first, a.model.batch);
+    peak_blocks = std::max(peak_blocks, ev.peak_blocks);
+    logits = ev.rows;
     for (int i = first; i < n_ctx - 1; ++i) {
-      const float* row = logits.data() + static_cast<int64_t>(i) * V;
+      const float* row = logits.data() + static_cast<int64_t>(i - first) * V;
       float mx = row[0];
       for (int64_t j = 1; j < V; ++j) mx = std::max(mx, row[j]);
       double sum = 0;
@@ -89,9 +94,10 @@ int perplexity(PplArgs a) {
   if (save) save->finish();
   const double ppl = std::exp(nll / count);
   const KlStats ks = summarize_kl(kls, agree);
+  const double kv_mib = static_cast<double>(peak_blocks) * static_cast<double>(cache.block_bytes_all_layers()) / 1048576.0;
   if (a.json) {
     nlohmann::json j = {{"perplexity", ppl}, {"n_tokens_scored", count}, {"n_chunks", n_chunk},
-                        {"n_ctx", n_ctx}};
+                        {"n_ctx", n_ctx}, {"kv_peak_mib", kv_mib}};
     if (base)
       j["kl"] = {{"mean", ks.mean_kl}, {"median", ks.median_kl}, {"p90", ks.p90_kl},
                  {"p99", ks.p99_kl}, {"max", ks.max_kl}, {"top1_agreement", ks.top1_agree}};
@@ -100,6 +106,9 @@ int perplexity(PplArgs a) {
   } else {
     std::printf("perplexity: %.4f over %lld tokens (%d chunks of %d)\n", ppl,
                 static_cast<long long>(count), n_chunk, n_ctx);
+    if (a.model.verbose || l.policy)
+      std::printf("kv: peak %.3f MiB (%lld blocks); %s\n", kv_mib, static_cast<long long>(peak_blocks),
+                  kv_usage(cache, l.policy.get()).c_str());
     if (save) std::printf("saved base log-probabilities to %s\n", a.kl_base.c_str());
     if (base)
       std::printf("KL divergence vs base: mean %.6f, median %.6f, p90 %.6f, p99 %.6f, max %.6f\n"
@@ -119,6 +128,7 @@ Action register_perplexity(CLI::App& app) {
   sub->add_option("--kl-base", a->kl_base, "save base log-probs here (first run) or compare against them");
   sub->add_option("--chunks", a->chunks, "at most this many chunks");
   sub->add_flag("--json", a->json, "machine-readable output");
+  sub->add_flag("--kv-sweep", a->kv_sweep, "table: every KV policy at 50/25/12.5% budgets vs the full KV (KV MiB, ppl, KL, top-1)");
   return [a] { return perplexity(*a); };
 }
 

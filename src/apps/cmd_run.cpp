@@ -51,7 +51,7 @@ int run(const RunArgs& a) {
   if (static_cast<int64_t>(ids.size()) >= l.n_ctx)
     fail("cli", "prompt is " + std::to_string(ids.size()) + " tokens, context is " +
                     std::to_string(l.n_ctx) + " (raise -c)");
-  KvCache cache = l.model->make_cache(l.n_ctx, l.kv_type);
+  KvCache cache = make_kv_cache(l, l.n_ctx);
   cache.add_sequence(0);
   Sampler sampler(a.sampling);
   if (g) {
@@ -69,6 +69,7 @@ int run(const RunArgs& a) {
   go.n_predict = a.n_predict;
   go.n_batch = a.model.batch;
   go.stop_at_eog = !a.ignore_eos;
+  go.kv_policy = l.policy.get();
   // The prompt was printed verbatim: prime the decoder with it so the continuation keeps
   // its leading space (SentencePiece drops it only at the start of a text).
   for (int32_t id : ids) dec.push(id);
@@ -85,7 +86,10 @@ int run(const RunArgs& a) {
   std::fwrite(rest.data(), 1, rest.size(), stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
-  if (a.model.verbose) print_stats(st);
+  if (a.model.verbose) {
+    print_stats(st);
+    std::fprintf(stderr, "%s\n", kv_usage(cache, l.policy.get()).c_str());
+  }
   if (a.model.verbose && spec) print_spec_stats(a.spec.spec, spec->stats());
   return 0;
 }
@@ -94,7 +98,7 @@ int chat(const RunArgs& a, const std::string& system) {
   check_sampling(a.sampling);
   Loaded l = load(a.model);
   ChatTemplate tpl = ChatTemplate::from_model(l.model->file());
-  KvCache cache = l.model->make_cache(l.n_ctx, l.kv_type);
+  KvCache cache = make_kv_cache(l, l.n_ctx);
   cache.add_sequence(0);
   Sampler sampler(a.sampling);
   std::unique_ptr<SpecDecoder> spec = make_spec_decoder(a.spec, l, cache, 0, sampler, a.model.threads);
@@ -117,6 +121,7 @@ int chat(const RunArgs& a, const std::string& system) {
     if (cache.length(0) + static_cast<int64_t>(ids.size()) + 1 >= l.n_ctx) {
       std::fputs("[context full: conversation reset]\n", stderr);
       cache.remove_sequence(0);
+      if (l.policy) l.policy->forget(0);
       cache.add_sequence(0);
       history.erase(history.begin() + (system.empty() ? 0 : 1), history.end() - 1);
       const std::string again = tpl.render(history, true);
@@ -128,6 +133,7 @@ int chat(const RunArgs& a, const std::string& system) {
     GenerateOptions go;
     go.n_predict = a.n_predict;
     go.n_batch = a.model.batch;
+    go.kv_policy = l.policy.get();
     const auto sink = [&](int32_t id) {
       std::string piece = dec.push(id);
       reply += piece;
@@ -141,7 +147,10 @@ int chat(const RunArgs& a, const std::string& system) {
     std::fputc('\n', stdout);
     history.push_back({"assistant", reply});
     rendered_so_far = tpl.render(history, false);
-    if (a.model.verbose) print_stats(st);
+    if (a.model.verbose) {
+      print_stats(st);
+      std::fprintf(stderr, "%s\n", kv_usage(cache, l.policy.get()).c_str());
+    }
     if (a.model.verbose && spec) print_spec_stats(a.spec.spec, spec->stats());
   }
   return 0;

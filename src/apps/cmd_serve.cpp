@@ -54,12 +54,8 @@ std::string render_prompt(const ChatTemplate& tpl, const std::vector<server::Cha
   return tpl.render(m, true);
 }
 
-int64_t blocks_for_memory(const Model& model, DType kv, int block_size, int64_t mib) {
-  const ModelConfig& c = model.config();
-  const TypeTraits* tt = type_traits(kv);
-  if (!tt) fail("serve", "unknown KV cache type");
-  const int64_t per_block = 2 * c.n_layer * block_size *
-                            static_cast<int64_t>(row_size(*tt, c.n_head_kv * c.head_dim));
+int64_t blocks_for_memory(const Loaded& l, int block_size, int64_t mib) {
+  const int64_t per_block = static_cast<int64_t>(make_kv_cache(l, block_size, block_size).block_bytes_all_layers());
   const int64_t n = mib * (int64_t{1} << 20) / std::max<int64_t>(per_block, 1);
   if (n < 1)
     fail("serve", "--kv-memory " + std::to_string(mib) + " MiB holds no KV block (one block is " +
@@ -89,10 +85,13 @@ int serve(ServeArgs a) {
   eo.spec = a.spec;
   eo.spec_max_nodes = a.spec_max;
   eo.block_size = a.block_size;
-  eo.kv_type = l.kv_type;
+  eo.kv_type = l.kv.type;
+  eo.kv_type_v = l.kv.type_v;
+  eo.kv_layer_types = l.kv.layer_types;
+  if (l.policy) eo.kv_policy = l.policy->options();
   eo.max_queue = a.max_queue;
   eo.prefix_cache = !a.no_prefix_cache;
-  eo.kv_blocks = a.kv_memory_mib > 0 ? blocks_for_memory(*l.model, l.kv_type, a.block_size, a.kv_memory_mib)
+  eo.kv_blocks = a.kv_memory_mib > 0 ? blocks_for_memory(l, a.block_size, a.kv_memory_mib)
                                      : a.kv_blocks;
   Engine engine(*l.model, *l.tok, eo);
 

@@ -1,5 +1,6 @@
 #include "apps/common.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -31,7 +32,12 @@ void add_model_options(CLI::App* app, ModelArgs& a) {
   app->add_option("-t,--threads", a.threads, "threads (default: physical cores)")->check(CLI::Range(0, 1024));
   app->add_option("-c,--ctx-size", a.ctx, "context size in tokens (default: min(train, 4096))")->check(CLI::Range(0, 1 << 24));
   app->add_option("-b,--batch-size", a.batch, "prompt tokens per forward step")->check(CLI::Range(1, 1 << 16));
-  app->add_option("--cache-type", a.cache_type, "KV cache type: f16, f32, bf16");
+  app->add_option("--cache-type", a.cache_type, "KV cache type of K and V: f16, f32, bf16, q8_0, q4_0, q4_1, q5_0, q5_1");
+  app->add_option("--cache-type-k", a.cache_type_k, "K cache type (default: --cache-type)");
+  app->add_option("--cache-type-v", a.cache_type_v, "V cache type (default: --cache-type)");
+  app->add_option("--cache-type-layer", a.cache_type_layers, "per-layer K/V types: A[-B]=K[/V], e.g. 0-1=f16/q8_0 (repeatable)");
+  app->add_option("--kv-policy", a.kv_policy, "KV eviction policy: none, window, h2o, snapkv");
+  app->add_option("--kv-budget", a.kv_budget, "KV cells kept per sequence under --kv-policy (0: all)")->check(CLI::Range(0, 1 << 24));
   app->add_flag("-v,--verbose", a.verbose, "print timings and model details to stderr");
 }
 
@@ -113,12 +119,78 @@ std::string resolve_model(const ModelArgs& a) {
   return download_hf(kDefaultHf, default_model_dir(), kDefaultSha256);
 }
 
+namespace {
+DType kv_type_arg(const std::string& opt, const std::string& name) {
+  auto t = dtype_from_name(name);
+  if (!t || (*t != DType::F16 && *t != DType::F32 && *t != DType::BF16 && *t != DType::Q8_0 &&
+             *t != DType::Q4_0 && *t != DType::Q4_1 && *t != DType::Q5_0 && *t != DType::Q5_1))
+    fail("cli", opt + " " + name + " is not supported (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)");
+  return *t;
+}
+}  // namespace
+
+KvCacheOptions parse_kv_types(const ModelArgs& a, int n_layer) {
+  KvCacheOptions o;
+  const DType both = kv_type_arg("--cache-type", a.cache_type);
+  o.type = a.cache_type_k.empty() ? both : kv_type_arg("--cache-type-k", a.cache_type_k);
+  o.type_v = a.cache_type_v.empty() ? both : kv_type_arg("--cache-type-v", a.cache_type_v);
+  if (a.cache_type_layers.empty()) return o;
+  o.layer_types.assign(static_cast<size_t>(n_layer), KvLayerTypes{o.type, *o.type_v});
+  for (const std::string& spec : a.cache_type_layers) {
+    const std::string bad = "--cache-type-layer " + spec + ": expected A[-B]=K[/V] with layers below " +
+                            std::to_string(n_layer);
+    const auto eq = spec.find('='), dash = spec.find('-');
+    if (eq == std::string::npos) fail("cli", bad);
+    int lo = -1, hi = -1;
+    try {
+      lo = std::stoi(spec.substr(0, std::min(eq, dash)));
+      hi = dash < eq ? std::stoi(spec.substr(dash + 1, eq - dash - 1)) : lo;
+    } catch (const std::exception&) {
+      fail("cli", bad);
+    }
+    if (lo < 0 || hi < lo || hi >= n_layer) fail("cli", bad);
+    const std::string types = spec.substr(eq + 1);
+    const auto slash = types.find('/');
+    const DType k = kv_type_arg("--cache-type-layer", types.substr(0, slash));
+    const DType v = slash == std::string::npos ? k : kv_type_arg("--cache-type-layer", types.substr(slash + 1));
+    for (int l = lo; l <= hi; ++l) o.layer_types[static_cast<size_t>(l)] = {k, v};
+  }
+  return o;
+}
+
+KvCache make_kv_cache(const Loaded& l, int64_t n_cells, int block_size) {
+  KvCacheOptions o = l.kv;
+  o.block_size = block_size;
+  o.n_blocks = (n_cells + block_size - 1) / block_size;
+  const ModelConfig& c = l.model->config();
+  return KvCache(static_cast<int>(c.n_layer), static_cast<int>(c.n_head_kv), static_cast<int>(c.head_dim), o);
+}
+
+std::string kv_usage(const KvCache& c, const KvPolicy* p) {
+  char buf[256];
+  const double mib = 1024.0 * 1024.0;
+  std::snprintf(buf, sizeof buf, "kv: %lld blocks of %d cells in use, %.2f MiB of %.2f MiB, k %s / v %s",
+                static_cast<long long>(c.blocks_used()), c.block_size(),
+                static_cast<double>(c.blocks_used()) * static_cast<double>(c.block_bytes_all_layers()) / mib,
+                static_cast<double>(c.bytes_total()) / mib, dtype_name(c.k_type(0)), dtype_name(c.v_type(0)));
+  std::string s = buf;
+  if (p != nullptr && p->options().kind != KvPolicyKind::None)
+    s += std::string(", policy ") + kv_policy_name(p->options().kind) + " budget " +
+         std::to_string(p->options().budget) + ", " + std::to_string(p->cells_evicted()) + " cells evicted";
+  return s;
+}
+
 Loaded load(const ModelArgs& a) {
   Loaded l;
-  auto kv = dtype_from_name(a.cache_type);
-  if (!kv || (*kv != DType::F16 && *kv != DType::F32 && *kv != DType::BF16))
-    fail("cli", "--cache-type " + a.cache_type + " is not supported (f16, f32, bf16)");
-  l.kv_type = *kv;
+  l.kv_type = kv_type_arg("--cache-type", a.cache_type);
+  const auto pk = kv_policy_from_name(a.kv_policy);
+  if (!pk) fail("cli", "--kv-policy " + a.kv_policy + " is not one of none, window, h2o, snapkv");
+  KvPolicyOptions po;
+  po.kind = *pk;
+  po.budget = a.kv_budget;
+  if (po.kind != KvPolicyKind::None && po.budget == 0)
+    fail("cli", "--kv-policy " + a.kv_policy + " needs --kv-budget CELLS");
+  validate(po);
   ModelOptions mo;
   mo.n_threads = a.threads;
   const std::string path = resolve_model(a);
@@ -129,6 +201,11 @@ Loaded load(const ModelArgs& a) {
       (l.tok->n_vocab() != l.model->n_vocab() && l.model->file().find("tokenizer.huggingface.json") == nullptr))
     fail("model", path + ": tokenizer has " + std::to_string(l.tok->n_vocab()) +
                       " tokens but the embedding has " + std::to_string(l.model->n_vocab()) + " rows");
+  l.kv = parse_kv_types(a, static_cast<int>(l.model->config().n_layer));
+  if (po.kind != KvPolicyKind::None) {
+    l.policy = std::make_unique<KvPolicy>(po);
+    if (l.policy->needs_attention()) l.model->set_attention_observer(l.policy.get());
+  }
   const int64_t train = l.model->config().n_ctx_train;
   l.n_ctx = a.ctx > 0 ? a.ctx : std::min<int64_t>(train, 4096);
   if (a.verbose) {

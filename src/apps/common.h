@@ -8,6 +8,7 @@
 
 #include "engine/grammar_sampling.h"
 #include "engine/sampling.h"
+#include "model/kv_policy.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -21,6 +22,10 @@ struct ModelArgs {
   int ctx = 0;         // -c, 0 = min(training context, 4096)
   int batch = 512;     // -b
   std::string cache_type = "f16";
+  std::string cache_type_k, cache_type_v;      // override --cache-type for K / V
+  std::vector<std::string> cache_type_layers;  // "A[-B]=K[/V]" per-layer overrides
+  std::string kv_policy = "none";              // none | window | h2o | snapkv
+  int kv_budget = 0;                           // cells kept per sequence (0: all)
   bool verbose = false;
 };
 
@@ -35,8 +40,17 @@ struct Loaded {
   std::unique_ptr<Tokenizer> tok;
   int64_t n_ctx = 0;
   DType kv_type = DType::F16;
+  KvCacheOptions kv;                  // types from --cache-type*, n_blocks unset
+  std::unique_ptr<KvPolicy> policy;   // null without --kv-policy; the model's observer if needed
 };
 Loaded load(const ModelArgs& a);
+
+// Parses the --cache-type* options for a model of n_layer layers; throws coppice::Error.
+KvCacheOptions parse_kv_types(const ModelArgs& a, int n_layer);
+// A cache of n_cells cells (all sequences together) with the chosen K/V types.
+KvCache make_kv_cache(const Loaded& l, int64_t n_cells, int block_size = 16);
+// "kv: 12 blocks (192 cells) in use, 0.8 MiB of 3.0 MiB, k f16 / v q8_0, 140 cells evicted"
+std::string kv_usage(const KvCache& c, const KvPolicy* p);
 
 // Reads a whole file (or stdin for "-"); throws coppice::Error naming the file.
 std::string read_text(const std::string& path);

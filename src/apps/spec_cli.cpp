@@ -1,5 +1,7 @@
 #include "apps/spec_cli.h"
 
+#include "util/error.h"
+
 #include <cstdio>
 
 namespace coppice::cli {
@@ -17,6 +19,7 @@ std::unique_ptr<SpecDecoder> make_spec_decoder(const SpecArgs& a, const Loaded& 
                                                SeqId seq, Sampler& sampler, int n_threads) {
   SpecConfig cfg = parse_spec(a.spec);
   if (cfg.kind == SpecConfig::Kind::None) return nullptr;
+  if (l.policy) fail("cli", "--spec cannot be combined with --kv-policy (eviction would compact the cells being verified)");
   cfg.max_nodes = a.max_nodes;
   cfg.adaptive = !a.fixed;
   auto d = make_drafter(cfg, *l.model, cache, seq, n_threads, l.n_ctx);

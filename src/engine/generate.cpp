@@ -12,7 +12,7 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 void prefill(Model& model, KvCache& cache, SeqId seq, const std::vector<int32_t>& tokens,
-             int n_batch, bool all_logits, std::vector<float>& out) {
+             int n_batch, bool all_logits, std::vector<float>& out, KvPolicy* policy) {
   const int64_t V = model.n_vocab();
   std::vector<BatchToken> batch;
   std::vector<float> logits;
@@ -21,10 +21,12 @@ void prefill(Model& model, KvCache& cache, SeqId seq, const std::vector<int32_t>
   for (int start = 0; start < n; start += n_batch) {
     const int end = std::min(n, start + n_batch);
     batch.clear();
-    const int base = cache.length(seq);
+    const int len = cache.length(seq);
+    const int32_t base = len == 0 ? 0 : cache.position(seq, len - 1) + 1;
     for (int i = start; i < end; ++i)
       batch.push_back({tokens[i], base + (i - start), seq, all_logits || i == n - 1});
     model.step(batch, cache, logits);
+    if (policy != nullptr) policy->enforce(cache, seq);
     if (all_logits) out.insert(out.end(), logits.begin(), logits.end());
     else if (end == n) out.assign(logits.end() - V, logits.end());
   }
@@ -37,7 +39,7 @@ GenerateStats generate(Model& model, KvCache& cache, SeqId seq, const Tokenizer&
   if (prompt.empty()) fail("generate", "empty prompt (nothing to condition on)");
   std::vector<float> logits;
   auto t0 = std::chrono::steady_clock::now();
-  prefill(model, cache, seq, prompt, opts.n_batch, false, logits);
+  prefill(model, cache, seq, prompt, opts.n_batch, false, logits, opts.kv_policy);
   st.prompt_ms = ms_since(t0);
   st.n_prompt = static_cast<int>(prompt.size());
   for (int32_t t : prompt) sampler.accept_prompt(t);
@@ -60,6 +62,7 @@ GenerateStats generate(Model& model, KvCache& cache, SeqId seq, const Tokenizer&
     bt.pos = cache.length(seq) == 0 ? 0 : cache.position(seq, cache.length(seq) - 1) + 1;
     one[0] = bt;
     model.step(one, cache, logits);
+    if (opts.kv_policy != nullptr) opts.kv_policy->enforce(cache, seq);
   }
   st.gen_ms = ms_since(t1);
   return st;

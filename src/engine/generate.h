@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/sampling.h"
+#include "model/kv_policy.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -14,6 +15,9 @@ struct GenerateOptions {
   int n_predict = 128;   // < 0: until end of generation or context full
   int n_batch = 512;     // prompt tokens per forward step
   bool stop_at_eog = true;
+  // Evicts after every step once the sequence passes its budget (null: never). Policies that
+  // rank by attention must also be the model's attention observer.
+  KvPolicy* kv_policy = nullptr;
 };
 
 struct GenerateStats {
@@ -30,8 +34,9 @@ GenerateStats generate(Model& model, KvCache& cache, SeqId seq, const Tokenizer&
                        const GenerateOptions& opts, const std::function<bool(int32_t)>& on_token);
 
 // Runs tokens through the model in chunks of n_batch; returns the last token's logits row
-// (or all rows when all_logits, [n][n_vocab]).
+// (or all rows when all_logits, [n][n_vocab]). Positions continue after the sequence's last
+// one (not its length: eviction makes them sparse). A policy evicts after each chunk.
 void prefill(Model& model, KvCache& cache, SeqId seq, const std::vector<int32_t>& tokens,
-             int n_batch, bool all_logits, std::vector<float>& out);
+             int n_batch, bool all_logits, std::vector<float>& out, KvPolicy* policy = nullptr);
 
 }  // namespace coppice

@@ -61,6 +61,8 @@ KvCacheOptions cache_options(const EngineOptions& o) {
   KvCacheOptions k;
   k.block_size = o.block_size;
   k.type = o.kv_type;
+  k.type_v = o.kv_type_v;
+  k.layer_types = o.kv_layer_types;
   k.n_blocks = o.kv_blocks > 0 ? o.kv_blocks
                                : (static_cast<int64_t>(o.n_ctx) * o.n_parallel + o.block_size - 1) / o.block_size;
   return k;
@@ -76,10 +78,18 @@ Engine::Engine(Model& model, const Tokenizer& tok, EngineOptions opts)
     fail("engine", "n_parallel, step_tokens, min_chunk must be >= 1, n_ctx >= 2 and tpot_ms >= 0");
   check_spec(opts_.spec);
   stats_.kv_blocks_total = cache_.n_blocks();
+  stats_.kv_bytes_total = static_cast<int64_t>(cache_.bytes_total());
+  if (opts_.kv_policy.kind != KvPolicyKind::None && opts_.kv_policy.budget > 0) {
+    policy_ = std::make_unique<KvPolicy>(opts_.kv_policy);
+    if (policy_->needs_attention()) model_.set_attention_observer(policy_.get());
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
-Engine::~Engine() { shutdown(false); }
+Engine::~Engine() {
+  shutdown(false);
+  if (policy_ && policy_->needs_attention()) model_.set_attention_observer(nullptr);
+}
 
 void Engine::shutdown(bool drain) {
   {
@@ -270,6 +280,7 @@ bool Engine::preempt_one() {
     if (v.preempted || &v == running_.front().get()) continue;
     if (v.fork_pending) continue;  // its children do not exist yet; keep the prompt going
     cache_.remove_sequence(v.id);
+    if (policy_) policy_->forget(v.id);
     v.preempted = true;
     v.n_computed = v.n_published = 0;
     v.chain = kHashSeed;
@@ -340,6 +351,7 @@ void Engine::iterate() {
   std::vector<Seq*> sampled;
   for (const Entry& e : plan) {
     e.s->n_computed += e.n;
+    if (policy_) policy_->enforce(cache_, e.s->id);  // positions stay token indices
     publish_blocks(*e.s);
     if (e.s->pending() == 0) sampled.push_back(e.s);
   }
@@ -348,10 +360,12 @@ void Engine::iterate() {
   stats_.running = static_cast<int64_t>(running_.size());
   stats_.kv_blocks_used = cache_.n_blocks() - cache_.blocks_free();
   stats_.kv_blocks_cached = cache_.cached_blocks();
+  stats_.kv_bytes_used = stats_.kv_blocks_used * static_cast<int64_t>(cache_.block_bytes_all_layers());
+  stats_.kv_cells_evicted = policy_ ? policy_->cells_evicted() : 0;
 }
 
 void Engine::publish_blocks(Seq& s) {
-  if (!opts_.prefix_cache) return;
+  if (!opts_.prefix_cache || policy_) return;  // evicted cells no longer match token blocks
   const int bs = opts_.block_size;
   while ((s.n_published + 1) * bs <= s.n_computed) {
     s.chain = hash_block(s.chain, s.tokens.data() + s.n_published * bs, bs);
@@ -383,6 +397,7 @@ void Engine::sample_and_emit(Seq& s, const float* logits) {
       child->sampler = make_sampler(s.req->req, sp);
       for (int32_t t : child->tokens) child->sampler->accept_prompt(t);
       cache_.fork_sequence(s.id, child->id);
+      if (policy_) policy_->fork(s.id, child->id);
       targets.push_back(child.get());
       running_.push_back(std::move(child));
     }
@@ -434,6 +449,7 @@ void Engine::finish(Seq& s, FinishReason why, const TokenEvent* last) {
   if (!s.preempted) {
     publish_blocks(s);
     cache_.remove_sequence(s.id);
+    if (policy_) policy_->forget(s.id);
   }
   std::vector<TokenEvent> events;
   if (last) {
@@ -468,6 +484,8 @@ void Engine::finish(Seq& s, FinishReason why, const TokenEvent* last) {
     stats_.running = static_cast<int64_t>(running_.size());
     stats_.kv_blocks_used = cache_.n_blocks() - cache_.blocks_free();
     stats_.kv_blocks_cached = cache_.cached_blocks();
+    stats_.kv_bytes_used = stats_.kv_blocks_used * static_cast<int64_t>(cache_.block_bytes_all_layers());
+    stats_.kv_cells_evicted = policy_ ? policy_->cells_evicted() : 0;
   }
   for (const TokenEvent& ev : events) req->sink(ev);
 }
@@ -486,8 +504,9 @@ void Engine::check_spec(const std::string& text) const {
 void Engine::attach_spec(Seq& s) {
   const GenRequest& q = s.req->req;
   SpecConfig cfg = parse_spec(q.spec.empty() ? opts_.spec : q.spec);
-  // Logprobs need every token's own logits row: those requests decode plainly.
-  if (cfg.kind == SpecConfig::Kind::None || q.top_logprobs >= 0) return;
+  // Logprobs need every token's own logits row, and eviction (--kv-policy) compacts cells
+  // under the verifier's feet: those requests decode plainly.
+  if (cfg.kind == SpecConfig::Kind::None || q.top_logprobs >= 0 || policy_) return;
   cfg.max_nodes = opts_.spec_max_nodes;
   s.spec = std::make_unique<SpecDecoder>(model_, cache_, s.id, *s.sampler,
                                          make_drafter(cfg, model_, cache_, s.id, 0, opts_.n_ctx), cfg);

@@ -17,6 +17,7 @@
 #include "engine/grammar_sampling.h"
 #include "engine/sampling.h"
 #include "engine/step_budget.h"
+#include "model/kv_policy.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -65,6 +66,9 @@ struct EngineOptions {
   int64_t kv_blocks = 0;      // pool size; 0: n_ctx_per_seq * n_parallel cells
   int block_size = 16;
   DType kv_type = DType::F16;
+  std::optional<DType> kv_type_v = std::nullopt;  // V type when it differs
+  std::vector<KvLayerTypes> kv_layer_types = {};  // per-layer overrides (empty: none)
+  KvPolicyOptions kv_policy;                   // eviction per sequence (disables the prefix cache)
   int n_ctx = 4096;           // max tokens (prompt + completion) of one sequence
   int n_parallel = 16;        // max running sequences
   int step_tokens = 256;      // per-step token budget (decodes + prefill chunks)
@@ -81,6 +85,7 @@ struct EngineOptions {
 struct EngineStats {
   int64_t queued = 0, running = 0;
   int64_t kv_blocks_total = 0, kv_blocks_used = 0, kv_blocks_cached = 0;
+  int64_t kv_bytes_total = 0, kv_bytes_used = 0, kv_cells_evicted = 0;
   uint64_t prompt_tokens = 0, cached_prompt_tokens = 0, generated_tokens = 0;
   uint64_t steps = 0, preemptions = 0, requests_done = 0;
   // Step-time model t(n) = fixed + per_token * n (ms), fitted over the steps run so far.
@@ -136,6 +141,7 @@ class Engine {
   EngineOptions opts_;
   KvCache cache_;
   StepBudget budget_;
+  std::unique_ptr<KvPolicy> policy_;  // null: no eviction
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

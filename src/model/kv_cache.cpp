@@ -9,10 +9,27 @@
 namespace coppice {
 
 namespace {
-size_t kv_elem_size(DType t) {
-  if (t == DType::F32) return 4;
-  if (t == DType::F16 || t == DType::BF16) return 2;
-  fail("kv", std::string("unsupported KV cache type ") + dtype_name(t) + " (use f32, f16 or bf16)");
+bool is_kv_type(DType t) {
+  switch (t) {
+    case DType::F32: case DType::F16: case DType::BF16: case DType::Q8_0:
+    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: return true;
+    default: return false;
+  }
+}
+
+// Bytes of one cell's row of n_kv_head heads; a quantized head must be whole blocks.
+size_t kv_row_bytes(DType t, int n_kv_head, int head_dim) {
+  const TypeTraits* tt = type_traits(t);
+  if (!is_kv_type(t) || tt == nullptr)
+    fail("kv", std::string("unsupported KV cache type ") + (tt ? tt->name : "?") +
+                   " (use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1)");
+  // A head is whole blocks, or (narrow heads) a block holds whole heads of the row.
+  const int64_t bs = tt->block_size, row = static_cast<int64_t>(n_kv_head) * head_dim;
+  if (head_dim % bs != 0 && (bs % head_dim != 0 || row % bs != 0))
+    fail("kv", std::string("KV cache type ") + tt->name + " needs head_dim (" + std::to_string(head_dim) +
+                   ") to be a multiple or a divisor of " + std::to_string(bs) + " and a row of " +
+                   std::to_string(n_kv_head) + " heads to be whole blocks (use f16, bf16 or f32)");
+  return row_size(*tt, static_cast<int64_t>(n_kv_head) * head_dim);
 }
 }  // namespace
 
@@ -21,14 +38,33 @@ KvCache::KvCache(int n_layer, int n_kv_head, int head_dim, const KvCacheOptions&
   if (opts.block_size <= 0 || opts.n_blocks <= 0)
     fail("kv", "block size " + std::to_string(opts.block_size) + " and block count " +
                    std::to_string(opts.n_blocks) + " must be positive");
-  row_bytes_ = static_cast<size_t>(n_kv_head) * head_dim * kv_elem_size(opts.type);
-  block_bytes_ = row_bytes_ * opts.block_size;
-  layer_bytes_ = block_bytes_ * static_cast<size_t>(opts.n_blocks);
+  if (!opts.layer_types.empty() && static_cast<int>(opts.layer_types.size()) != n_layer)
+    fail("kv", "per-layer KV types given for " + std::to_string(opts.layer_types.size()) +
+                   " layers, the model has " + std::to_string(n_layer));
+  layers_.resize(static_cast<size_t>(n_layer));
+  size_t k_total = 0, v_total = 0;
+  const size_t nb = static_cast<size_t>(opts.n_blocks), bs = static_cast<size_t>(opts.block_size);
+  for (int l = 0; l < n_layer; ++l) {
+    Layer& L = layers_[l];
+    L.k = opts.type;
+    L.v = opts.type_v.value_or(opts.type);
+    if (!opts.layer_types.empty()) {
+      L.k = opts.layer_types[l].k;
+      L.v = opts.layer_types[l].v;
+    }
+    L.k_row = kv_row_bytes(L.k, n_kv_head, head_dim);
+    L.v_row = kv_row_bytes(L.v, n_kv_head, head_dim);
+    L.k_off = k_total;
+    L.v_off = v_total;
+    k_total += L.k_row * bs * nb;
+    v_total += L.v_row * bs * nb;
+    block_bytes_all_ += (L.k_row + L.v_row) * bs;
+  }
   // Uninitialised: pages are committed only when a block is first written.
-  k_.reset(new uint8_t[layer_bytes_ * n_layer]);
-  v_.reset(new uint8_t[layer_bytes_ * n_layer]);
-  refcount_.assign(static_cast<size_t>(opts.n_blocks), 0);
-  free_.reserve(static_cast<size_t>(opts.n_blocks));
+  k_.reset(new uint8_t[k_total]);
+  v_.reset(new uint8_t[v_total]);
+  refcount_.assign(nb, 0);
+  free_.reserve(nb);
   for (int64_t b = opts.n_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }
 
@@ -120,28 +156,32 @@ void KvCache::move_cell(SeqId id, int from, int to) {
   const int32_t bf = s.blocks[from / bs], bt = s.blocks[to / bs];
   CP_ASSERT(refcount_[bt] == 1);
   for (int l = 0; l < n_layer_; ++l) {
-    std::memcpy(cell_ptr(k_, l, bt, to % bs), cell_ptr(k_, l, bf, from % bs), row_bytes_);
-    std::memcpy(cell_ptr(v_, l, bt, to % bs), cell_ptr(v_, l, bf, from % bs), row_bytes_);
+    std::memcpy(k_cell(l, bt, to % bs), k_cell(l, bf, from % bs), layers_[static_cast<size_t>(l)].k_row);
+    std::memcpy(v_cell(l, bt, to % bs), v_cell(l, bf, from % bs), layers_[static_cast<size_t>(l)].v_row);
   }
   s.positions[to] = s.positions[from];
 }
 
-uint8_t* KvCache::cell_ptr(const std::unique_ptr<uint8_t[]>& base, int layer, int32_t block,
-                           int off) const {
-  return base.get() + layer * layer_bytes_ + static_cast<size_t>(block) * block_bytes_ +
-         static_cast<size_t>(off) * row_bytes_;
+uint8_t* KvCache::k_cell(int layer, int32_t block, int off) const {
+  const Layer& L = layers_[layer];
+  return k_.get() + L.k_off + (static_cast<size_t>(block) * opts_.block_size + off) * L.k_row;
+}
+
+uint8_t* KvCache::v_cell(int layer, int32_t block, int off) const {
+  const Layer& L = layers_[layer];
+  return v_.get() + L.v_off + (static_cast<size_t>(block) * opts_.block_size + off) * L.v_row;
 }
 
 void* KvCache::k_row(int layer, SeqId id, int cell) {
   const Seq& s = seq(id);
   CP_DASSERT(cell >= 0 && cell < static_cast<int>(s.positions.size()));
-  return cell_ptr(k_, layer, s.blocks[cell / opts_.block_size], cell % opts_.block_size);
+  return k_cell(layer, s.blocks[cell / opts_.block_size], cell % opts_.block_size);
 }
 
 void* KvCache::v_row(int layer, SeqId id, int cell) {
   const Seq& s = seq(id);
   CP_DASSERT(cell >= 0 && cell < static_cast<int>(s.positions.size()));
-  return cell_ptr(v_, layer, s.blocks[cell / opts_.block_size], cell % opts_.block_size);
+  return v_cell(layer, s.blocks[cell / opts_.block_size], cell % opts_.block_size);
 }
 
 void KvCache::chunks(int layer, SeqId id, int begin, int end, std::vector<ops::KvChunk>& out) const {
@@ -152,7 +192,7 @@ void KvCache::chunks(int layer, SeqId id, int begin, int end, std::vector<ops::K
   for (int c = begin; c < end;) {
     const int bi = c / bs, off = c % bs;
     const int cnt = std::min(end - c, bs - off);
-    out.push_back({cell_ptr(k_, layer, s.blocks[bi], off), cell_ptr(v_, layer, s.blocks[bi], off), cnt});
+    out.push_back({k_cell(layer, s.blocks[bi], off), v_cell(layer, s.blocks[bi], off), cnt});
     c += cnt;
   }
 }
@@ -179,8 +219,9 @@ void KvCache::release_block(int32_t b) {
 
 void KvCache::copy_block(int32_t from, int32_t to) {
   for (int l = 0; l < n_layer_; ++l) {
-    std::memcpy(cell_ptr(k_, l, to, 0), cell_ptr(k_, l, from, 0), block_bytes_);
-    std::memcpy(cell_ptr(v_, l, to, 0), cell_ptr(v_, l, from, 0), block_bytes_);
+    const size_t bs = static_cast<size_t>(opts_.block_size);
+    std::memcpy(k_cell(l, to, 0), k_cell(l, from, 0), bs * layers_[l].k_row);
+    std::memcpy(v_cell(l, to, 0), v_cell(l, from, 0), bs * layers_[l].v_row);
   }
 }
 

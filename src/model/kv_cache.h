@@ -8,6 +8,7 @@
 #include <map>
 #include <unordered_map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -18,10 +19,18 @@ namespace coppice {
 
 using SeqId = int32_t;
 
+struct KvLayerTypes {
+  DType k = DType::F16, v = DType::F16;
+};
+
 struct KvCacheOptions {
   int block_size = 16;    // token cells per block
   int64_t n_blocks = 0;   // pool size (all sequences together)
-  DType type = DType::F16;  // F32, F16 or BF16
+  // K (and V) type: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (quantized types need
+  // head_dim % 32 == 0, or head_dim dividing 32 with a row of n_kv_head heads whole blocks).
+  DType type = DType::F16;
+  std::optional<DType> type_v = std::nullopt;  // V type when it differs from K
+  std::vector<KvLayerTypes> layer_types = {};  // [n_layer] per-layer overrides; empty: none
 };
 
 class KvCache {
@@ -46,7 +55,14 @@ class KvCache {
   // Copies cell `from`'s K/V rows (every layer) and position over cell `to` of the same sequence:
   // moves an accepted speculative node into place before truncate. `to` must not be shared.
   void move_cell(SeqId id, int from, int to);
-  size_t row_bytes() const { return row_bytes_; }  // one cell's K (or V) row of one layer
+  // Bytes of one cell's K (V) row in a layer (types, hence sizes, may differ per layer).
+  size_t k_row_bytes(int layer) const { return layers_[static_cast<size_t>(layer)].k_row; }
+  size_t v_row_bytes(int layer) const { return layers_[static_cast<size_t>(layer)].v_row; }
+  // Eviction (model/kv_compact.cpp): keeps only the cells `keep` (strictly increasing), moved
+  // down in order with their positions, in every layer; emptied blocks go back to the pool.
+  // Shared blocks that get written are copied first; returns false (nothing changed) when the
+  // pool cannot supply those copies.
+  bool compact(SeqId id, std::span<const int> keep);
 
   // Where a cell's K or V row ([n_kv_head * head_dim] of type()) lives for a layer.
   void* k_row(int layer, SeqId id, int cell);
@@ -75,12 +91,16 @@ class KvCache {
   void clear_prefix_cache();
 
   DType type() const { return opts_.type; }
+  DType k_type(int layer) const { return layers_[layer].k; }
+  DType v_type(int layer) const { return layers_[layer].v; }
+  // Bytes one block holds over all layers, K and V (KV memory in use = blocks_used() * this).
+  size_t block_bytes_all_layers() const { return block_bytes_all_; }
   int block_size() const { return opts_.block_size; }
   int64_t n_blocks() const { return opts_.n_blocks; }
   // Free blocks, counting cached blocks nobody else uses (evicted LRU-first on demand).
   int64_t blocks_free() const { return static_cast<int64_t>(free_.size()) + evictable_; }
   int64_t blocks_used() const { return opts_.n_blocks - blocks_free(); }
-  size_t bytes_total() const { return 2 * layer_bytes_ * n_layer_; }
+  size_t bytes_total() const { return block_bytes_all_ * static_cast<size_t>(opts_.n_blocks); }
   int blocks_needed(SeqId id, int n_new) const;  // extra blocks append(n_new) would take
 
  private:
@@ -93,15 +113,21 @@ class KvCache {
   int32_t alloc_block();
   void release_block(int32_t b);
   void copy_block(int32_t from, int32_t to);
-  uint8_t* cell_ptr(const std::unique_ptr<uint8_t[]>& base, int layer, int32_t block, int off) const;
+  uint8_t* k_cell(int layer, int32_t block, int off) const;
+  uint8_t* v_cell(int layer, int32_t block, int off) const;
 
+  // Per layer: its K/V types and where its pool starts (types, hence row sizes, may differ).
+  struct Layer {
+    DType k = DType::F16, v = DType::F16;
+    size_t k_row = 0, v_row = 0;  // bytes of one cell's [n_kv_head * head_dim] row
+    size_t k_off = 0, v_off = 0;  // byte offset of the layer in k_ / v_
+  };
   int n_layer_;
-  size_t row_bytes_;    // n_kv_head * head_dim * sizeof(type)
-  size_t block_bytes_;  // block_size * row_bytes_
-  size_t layer_bytes_;  // n_blocks * block_bytes_
+  std::vector<Layer> layers_;  // [n_layer]
+  size_t block_bytes_all_ = 0;  // sum over layers of block_size * (k_row + v_row)
   KvCacheOptions opts_;
-  std::unique_ptr<uint8_t[]> k_;  // [n_layer][n_blocks][block_size][n_kv_head * head_dim]
-  std::unique_ptr<uint8_t[]> v_;  // same layout as k_
+  std::unique_ptr<uint8_t[]> k_;  // per layer: [n_blocks][block_size][k_row bytes]
+  std::unique_ptr<uint8_t[]> v_;  // per layer: [n_blocks][block_size][v_row bytes]
   std::vector<int32_t> refcount_;  // [n_blocks]
   std::vector<int32_t> free_;      // stack of free physical blocks
   std::map<SeqId, Seq> seqs_;

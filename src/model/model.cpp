@@ -198,8 +198,8 @@ void Model::forward_layer(int il, std::span<const BatchToken> batch, KvCache& ca
   if (observer_) observer_->observe(il, MatInput::AttnIn, xn, n, E);
   attention_qkv(il, batch);
   for (int i = 0; i < n; ++i) {
-    ops::store_kv_row(s_.k.data() + i * kvd, cache.k_row(il, batch[i].seq, cells[i]), kvd, cache.type());
-    ops::store_kv_row(s_.v.data() + i * kvd, cache.v_row(il, batch[i].seq, cells[i]), kvd, cache.type());
+    ops::store_kv_row(s_.k.data() + i * kvd, cache.k_row(il, batch[i].seq, cells[i]), kvd, cache.k_type(il));
+    ops::store_kv_row(s_.v.data() + i * kvd, cache.v_row(il, batch[i].seq, cells[i]), kvd, cache.v_type(il));
   }
 
   // Attention: work units are (token, kv-head group) so decode (n = 1) still uses every thread.
@@ -207,7 +207,8 @@ void Model::forward_layer(int il, std::span<const BatchToken> batch, KvCache& ca
   shape.n_head = static_cast<int>(cfg_.n_head);
   shape.n_kv_head = static_cast<int>(cfg_.n_head_kv);
   shape.head_dim = static_cast<int>(hd);
-  shape.kv_type = cache.type();
+  shape.kv_type = cache.k_type(il);
+  shape.v_type = cache.v_type(il);
   shape.scale = cfg_.attn_scale;
   shape.softcap = cfg_.attn_softcap;
   const bool windowed = cfg_.is_swa(il);
@@ -230,6 +231,7 @@ void Model::forward_layer(int il, std::span<const BatchToken> batch, KvCache& ca
                      s_.att_scratch[ith].data(), g * per_group, (g + 1) * per_group);
     }
   });
+  if (attn_observer_ != nullptr) attn_observer_->on_attention(il, batch, cells, s_.q.data(), shape, cache);
 
   if (observer_) observer_->observe(il, MatInput::AttnOut, s_.att.data(), n, qd);
   ops::matmul(L.wo, s_.att.data(), n, s_.tmp.data(), *pool_, s_.act);

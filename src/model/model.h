@@ -39,6 +39,15 @@ struct ActivationObserver {
   virtual void observe(int il, MatInput site, const float* x, int n_tok, int64_t dim) = 0;  // x: [n_tok][dim]
 };
 
+// Sees every layer's attention right after it is computed (KV eviction policies rank cells by
+// the attention they receive). q: [n_tok][n_head * head_dim], roped; cells: each token's cell.
+class AttentionObserver {
+ public:
+  virtual ~AttentionObserver() = default;
+  virtual void on_attention(int layer, std::span<const BatchToken> batch, std::span<const int> cells,
+                            const float* q, const ops::AttentionShape& shape, const KvCache& cache) = 0;
+};
+
 struct ModelOptions {
   int n_threads = 0;  // 0: physical cores
   // Context length the model will be run at; picks LongRoPE's long factors when it exceeds
@@ -73,6 +82,8 @@ class Model {
             const StepOptions& opts);
   // Dense layers only (MoE experts are not observed). nullptr removes it.
   void set_observer(ActivationObserver* o) { observer_ = o; }
+  // Null (the default) costs nothing; the observer must outlive its use.
+  void set_attention_observer(AttentionObserver* o) { attn_observer_ = o; }
 
  private:
   Model() = default;
@@ -97,6 +108,7 @@ class Model {
   std::unique_ptr<ThreadPool> pool_;
   ActivationObserver* observer_ = nullptr;
   const float* rope_factors_ = nullptr;  // [rope_dim / 2] chosen at load (llama3 / LongRoPE)
+  AttentionObserver* attn_observer_ = nullptr;
 
   // Scratch, grow-only: no allocation per token once warm.
   struct Scratch {

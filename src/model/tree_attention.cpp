@@ -40,19 +40,20 @@ void Model::tree_chunks(int il, int ith, int i, int begin, std::span<const Batch
   const int g0 = std::min(root, std::max(begin, root - root % bs));
   out.clear();
   if (begin < g0) cache.chunks(il, seq, begin, g0, out);
-  const size_t rb = cache.row_bytes();
+  const size_t rk = cache.k_row_bytes(il), rv = cache.v_row_bytes(il);  // K and V types may differ
   std::vector<uint8_t>& kb = s_.tree_k[ith];
   std::vector<uint8_t>& vb = s_.tree_v[ith];
-  const size_t need = static_cast<size_t>(vend - g0) * rb;
-  if (kb.size() < need) kb.resize(need), vb.resize(need);
+  const size_t n = static_cast<size_t>(vend - g0);
+  if (kb.size() < n * rk) kb.resize(n * rk);
+  if (vb.size() < n * rv) vb.resize(n * rv);
   for (int v = g0; v < vend; ++v) {
     const int real = v < root ? v : cells[path[v - root]];
-    std::memcpy(kb.data() + (v - g0) * rb, cache.k_row(il, seq, real), rb);
-    std::memcpy(vb.data() + (v - g0) * rb, cache.v_row(il, seq, real), rb);
+    std::memcpy(kb.data() + (v - g0) * rk, cache.k_row(il, seq, real), rk);
+    std::memcpy(vb.data() + (v - g0) * rv, cache.v_row(il, seq, real), rv);
   }
   for (int v = g0; v < vend;) {
     const int cnt = std::min(vend - v, bs - v % bs);
-    out.push_back({kb.data() + (v - g0) * rb, vb.data() + (v - g0) * rb, cnt});
+    out.push_back({kb.data() + (v - g0) * rk, vb.data() + (v - g0) * rv, cnt});
     v += cnt;
   }
 }

@@ -5,17 +5,11 @@
 #include <cstring>
 
 #include "kernels/dispatch.h"
+#include "ops/kv_read.h"
 #include "util/error.h"
 #include "util/fp16.h"
 
 namespace coppice::ops {
-namespace {
-
-
-size_t elem_size(DType t) { return t == DType::F32 ? 4 : 2; }
-
-}  // namespace
-
 void store_kv_row(const float* src, void* dst, int64_t n, DType kv_type) {
   switch (kv_type) {
     case DType::F16: {
@@ -29,7 +23,11 @@ void store_kv_row(const float* src, void* dst, int64_t n, DType kv_type) {
       break;
     }
     case DType::F32: std::memcpy(dst, src, n * sizeof(float)); break;
-    default: CP_ASSERT(false && "unsupported KV type");
+    default: {
+      const TypeTraits* tt = type_traits(kv_type);
+      CP_ASSERT(tt != nullptr && tt->quantized && n % tt->block_size == 0);
+      tt->from_float(src, dst, n);
+    }
   }
 }
 
@@ -40,29 +38,29 @@ void attention(const float* q, std::span<const KvChunk> chunks, const AttentionS
                const uint8_t* mask, float* out, float* scratch, int h0, int h1) {
   (void)scratch;
   constexpr int kBlock = 32;  // keys per softmax update
-  const kernels::AttnKernels& ak = kernels::kernels().attn;
+  KvReader rd(s);
   const int hd = s.head_dim;
   const int group = s.n_head / s.n_kv_head;
-  const int64_t row = static_cast<int64_t>(s.n_kv_head) * hd;
-  const size_t es = elem_size(s.kv_type);
+  const size_t kr = rd.k_row_bytes(), vr = rd.v_row_bytes();
   float score[kBlock];
   for (int h = h0; h < h1; ++h) {
     const int kvh = h / group;
     const float* qh = q + static_cast<int64_t>(h) * hd;
+    rd.set_query(qh, kvh);
     float* oh = out + static_cast<int64_t>(h) * hd;
     std::memset(oh, 0, sizeof(float) * hd);
     float m = -INFINITY, l = 0.0f;
     int64_t key = 0;
     for (const KvChunk& c : chunks) {
-      const auto* kb = static_cast<const uint8_t*>(c.k) + kvh * hd * es;
-      const auto* vb = static_cast<const uint8_t*>(c.v) + kvh * hd * es;
+      const auto* kb = static_cast<const uint8_t*>(c.k) + rd.k_head_offset(kvh);
+      const auto* vb = static_cast<const uint8_t*>(c.v) + rd.v_head_offset(kvh);
       for (int j0 = 0; j0 < c.n; j0 += kBlock) {
         const int nb = std::min(kBlock, c.n - j0);
         float bmax = -INFINITY;
         for (int j = 0; j < nb; ++j) {
           float sc = -INFINITY;
           if (mask == nullptr || mask[key + j0 + j]) {
-            sc = ak.dot(qh, kb + (j0 + j) * row * es, hd, s.kv_type) * s.scale;
+            sc = rd.score(kb + (j0 + j) * kr) * s.scale;
             if (s.softcap > 0) sc = s.softcap * std::tanh(sc / s.softcap);
           }
           score[j] = sc;
@@ -79,7 +77,7 @@ void attention(const float* q, std::span<const KvChunk> chunks, const AttentionS
           if (score[j] == -INFINITY) continue;
           const float p = std::exp(score[j] - m);
           l += p;
-          ak.axpy(oh, p, vb + (j0 + j) * row * es, hd, s.kv_type);
+          rd.accumulate(oh, p, vb + (j0 + j) * vr);
         }
       }
       key += c.n;

@@ -92,6 +92,9 @@ std::string Metrics::render(const EngineStats& es) const {
   gauge(o, "coppice_kv_blocks_total", "KV cache blocks in the pool", static_cast<double>(es.kv_blocks_total));
   gauge(o, "coppice_kv_blocks_used", "KV cache blocks held by sequences", static_cast<double>(es.kv_blocks_used));
   gauge(o, "coppice_kv_blocks_cached", "KV cache blocks kept by the prefix cache", static_cast<double>(es.kv_blocks_cached));
+  gauge(o, "coppice_kv_bytes_total", "KV cache pool size in bytes", static_cast<double>(es.kv_bytes_total));
+  gauge(o, "coppice_kv_bytes_used", "KV cache bytes held (blocks in use, all layers, K and V)", static_cast<double>(es.kv_bytes_used));
+  gauge(o, "coppice_kv_cells_evicted", "KV cells evicted by the --kv-policy so far", static_cast<double>(es.kv_cells_evicted));
   gauge(o, "coppice_prompt_tokens_total", "prompt tokens admitted", static_cast<double>(es.prompt_tokens), "counter");
   gauge(o, "coppice_prompt_tokens_cached_total", "prompt tokens served from the prefix cache",
         static_cast<double>(es.cached_prompt_tokens), "counter");

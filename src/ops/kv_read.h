@@ -1,0 +1,108 @@
+// Reads one head's cached K/V rows in any KV type (internal to ops/attention*.cpp).
+// F32/F16/BF16 use the attention dot/axpy kernels. Quantized K: the query is quantized once
+// per head to the type's dot format and scored with the type's integer dot (no dequantized
+// K). Quantized V: one head row is dequantized into a stack buffer and accumulated.
+// Heads narrower than a block (head_dim 8 or 16: a 32-block holds several heads of a row):
+// the block holding the head is dequantized and the head's slice used (float query).
+#pragma once
+#include <cstdint>
+
+#include "kernels/dispatch.h"
+#include "ops/attention.h"
+#include "util/error.h"
+
+namespace coppice::ops {
+
+class KvReader {
+ public:
+  static constexpr int kMaxHeadDim = 1024;
+
+  explicit KvReader(const AttentionShape& s)
+      : ks_(kernels::kernels()), hd_(s.head_dim), kt_(s.kv_type), vt_(s.v_type.value_or(s.kv_type)) {
+    CP_ASSERT(hd_ > 0 && hd_ <= kMaxHeadDim);
+    const TypeTraits* kt = type_traits(kt_);
+    const TypeTraits* vt = type_traits(vt_);
+    CP_ASSERT(kt != nullptr && vt != nullptr);
+    k_quant_ = kt->quantized;
+    v_quant_ = vt->quantized;
+    k_sub_ = k_quant_ && hd_ % kt->block_size != 0;
+    v_sub_ = v_quant_ && hd_ % vt->block_size != 0;
+    k_bs_ = static_cast<int>(kt->block_size);
+    v_bs_ = static_cast<int>(vt->block_size);
+    k_tsize_ = kt->type_size;
+    v_tsize_ = vt->type_size;
+    CP_ASSERT((!k_sub_ || k_bs_ % hd_ == 0) && (!v_sub_ || v_bs_ % hd_ == 0));
+    const int64_t row = static_cast<int64_t>(s.n_kv_head) * hd_;
+    k_head_ = row_size(*kt, hd_);
+    k_row_ = row_size(*kt, row);
+    v_head_ = row_size(*vt, hd_);
+    v_row_ = row_size(*vt, row);
+    if (k_quant_) {
+      k_deq_ = ks_.to_float[static_cast<uint32_t>(kt_)];
+      k_dot_ = ks_.for_weight(kt_).vec_dot;
+      q_quant_ = ks_.quantizer(kt->vec_dot_type);
+      CP_ASSERT(k_dot_ != nullptr && q_quant_ != nullptr);
+    }
+    if (v_quant_) {
+      v_deq_ = ks_.to_float[static_cast<uint32_t>(vt_)];
+      CP_ASSERT(v_deq_ != nullptr);
+    }
+  }
+
+  // Byte offset of kv head h inside a cell's row (the block holding it for narrow heads).
+  size_t k_head_offset(int h) const {
+    return k_sub_ ? static_cast<size_t>(h * hd_ / k_bs_) * k_tsize_ : h * k_head_;
+  }
+  size_t v_head_offset(int h) const {
+    return v_sub_ ? static_cast<size_t>(h * hd_ / v_bs_) * v_tsize_ : h * v_head_;
+  }
+  size_t k_row_bytes() const { return k_row_; }    // stride between cells
+  size_t v_row_bytes() const { return v_row_; }
+
+  // The query head (hd floats, kept by pointer) of kv head kvh that next score() calls use.
+  void set_query(const float* qh, int kvh) {
+    qh_ = qh;
+    k_slice_ = k_sub_ ? kvh * hd_ % k_bs_ : 0;
+    v_slice_ = v_sub_ ? kvh * hd_ % v_bs_ : 0;
+    if (k_quant_ && !k_sub_) q_quant_(qh, qq_, hd_);
+  }
+  float score(const void* k) {  // q . k, unscaled
+    if (!k_quant_) return ks_.attn.dot(qh_, k, hd_, kt_);
+    if (k_sub_) {
+      k_deq_(k, ktmp_, k_bs_);
+      return ks_.attn.dot(qh_, ktmp_ + k_slice_, hd_, DType::F32);
+    }
+    float s = 0.0f;
+    k_dot_(hd_, &s, k, qq_);
+    return s;
+  }
+  void accumulate(float* y, float p, const void* v) {  // y += p * v
+    if (!v_quant_) return ks_.attn.axpy(y, p, v, hd_, vt_);
+    if (v_sub_) {
+      v_deq_(v, vtmp_, v_bs_);
+      return ks_.attn.axpy(y, p, vtmp_ + v_slice_, hd_, DType::F32);
+    }
+    v_deq_(v, vtmp_, hd_);
+    ks_.attn.axpy(y, p, vtmp_, hd_, DType::F32);
+  }
+
+ private:
+  const kernels::KernelSet& ks_;
+  int hd_;
+  DType kt_, vt_;
+  bool k_quant_ = false, v_quant_ = false;
+  bool k_sub_ = false, v_sub_ = false;  // heads narrower than a block
+  int k_bs_ = 1, v_bs_ = 1, k_slice_ = 0, v_slice_ = 0;
+  size_t k_tsize_ = 0, v_tsize_ = 0;
+  ToFloatFn k_deq_ = nullptr;
+  size_t k_head_ = 0, k_row_ = 0, v_head_ = 0, v_row_ = 0;
+  VecDotFn k_dot_ = nullptr;
+  FromFloatFn q_quant_ = nullptr;
+  ToFloatFn v_deq_ = nullptr;
+  const float* qh_ = nullptr;
+  alignas(64) uint8_t qq_[kMaxHeadDim / 32 * 40];  // quantized query head (q8_0 / q8_1 blocks)
+  alignas(64) float vtmp_[kMaxHeadDim];            // one dequantized V head row
+  alignas(64) float ktmp_[32];                     // one dequantized K block (narrow heads)
+};
+
+}  // namespace coppice::ops
