@@ -29,14 +29,6 @@ constexpr ArchSpec kArchs[] = {
     {"Phi3ForCausalLM", "phi3", Family::Phi3},
 };
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) fail("hf", p.string() + ": cannot read file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Reads config.json fields with the errors naming the file and key.
 struct Reader {
   const Json& c;
@@ -173,6 +165,14 @@ void family_keys(const Reader& r, HfConfig& h, Meta& m) {
 }
 
 }  // namespace
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) fail("hf", p.string() + ": cannot read file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 bool is_gemma(const ArchSpec& a) { return a.family == Family::Gemma2 || a.family == Family::Gemma3; }
 bool is_moe(const ArchSpec& a) {

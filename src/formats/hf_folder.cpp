@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "formats/hf_internal.h"
 #include "formats/safetensors.h"
@@ -16,14 +14,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using detail::Json;
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) fail("hf", p.string() + ": cannot read file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using detail::read_text;
 
 // tokenizer.json, tokenizer_config.json and the chat template as metadata text;
 // Tokenizer::from_gguf builds the tokenizer.json pipeline from them.

@@ -2,6 +2,7 @@
 // hf_config.cpp (config.json -> GGUF metadata) and hf_tensors.cpp (tensor names and the few
 // tensors that must be rewritten). Conventions follow llama.cpp's convert_hf_to_gguf.py.
 #pragma once
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -44,6 +45,9 @@ HfConfig read_config(const std::string& dir, std::vector<gguf::KV>& kvs, std::ve
 // (llama q/k row order, Gemma's 1 + w norms, MoE experts stacked into one tensor each).
 void map_tensors(const HfConfig& cfg, const safetensors::Folder& folder, const std::string& dir,
                  std::vector<gguf::TensorInfo>& out, std::vector<std::shared_ptr<const void>>& owners);
+
+// A whole file as text; coppice::Error naming it when it cannot be read.
+std::string read_text(const std::filesystem::path& p);
 
 bool is_gemma(const ArchSpec& a);
 bool is_moe(const ArchSpec& a);

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <functional>
 #include <map>
+#include <tuple>
 
 #include "grammar/grammar.h"
 #include "util/utf8.h"
@@ -244,58 +245,52 @@ class Parser {
     return out;
   }
 
+  // "{m}", "{m,}" or "{m,n}" at i_ (just past the '{'): the counts, checked; `what` names the
+  // construct in errors ("repetition", "length bound").
+  std::pair<uint32_t, uint32_t> counts(size_t at, const std::string& what) {
+    const uint32_t lo = number(at);
+    uint32_t hi = lo;
+    if (i_ < s_.size() && s_[i_] == ',') {
+      ++i_;
+      skip_space(false);
+      hi = i_ < s_.size() && s_[i_] == '}' ? kUnbounded : number(at);
+    }
+    skip_space(false);
+    if (i_ >= s_.size() || s_[i_] != '}') error(at, "expected '}' to close the " + what);
+    ++i_;
+    if (hi < lo) error(at, what + " {" + std::to_string(lo) + "," + std::to_string(hi) + "}: max is below min");
+    return {lo, hi};
+  }
+
   void postfix(const std::string& rule, Seq& item) {
     for (;;) {
       if (i_ >= s_.size()) return;
       const size_t at = i_;
       uint32_t lo, hi;
+      Op op = Op::Repeat;
       const char c = s_[i_];
       if (c == '*') lo = 0, hi = kUnbounded, ++i_;
       else if (c == '+') lo = 1, hi = kUnbounded, ++i_;
       else if (c == '?') lo = 0, hi = 1, ++i_;
-      else if (c == '%') {  // length bound (coppice extension)
+      else if (c == '%') {  // length bound (coppice extension): x%{m,n}, x%j{m,n}
         ++i_;
-        const bool json = i_ < s_.size() && s_[i_] == 'j';
-        if (json) ++i_;
+        op = i_ < s_.size() && s_[i_] == 'j' ? Op::BoundedJson : Op::Bounded;
+        if (op == Op::BoundedJson) ++i_;
         if (i_ >= s_.size() || s_[i_] != '{') error(at, "expected '{' after '%' (length bound x%{m,n})");
         ++i_;
-        lo = number(at);
-        hi = lo;
-        if (i_ < s_.size() && s_[i_] == ',') {
-          ++i_;
-          skip_space(false);
-          hi = i_ < s_.size() && s_[i_] == '}' ? kUnbounded : number(at);
-        }
-        skip_space(false);
-        if (i_ >= s_.size() || s_[i_] != '}') error(at, "expected '}' to close the length bound");
-        ++i_;
-        if (hi < lo) error(at, "length bound %{" + std::to_string(lo) + "," + std::to_string(hi) + "}: max is below min");
-        if ((hi != kUnbounded && hi > kBoundMax) || lo > kBoundMax) error(at, "length bound is too large (at most " + std::to_string(kBoundMax) + ")");
-        uint32_t r;
-        if (item.size() == 1 && item[0].op == Op::Ref) r = item[0].arg;
-        else r = anon_rule(rule, {item});
-        item = {{json ? Op::BoundedJson : Op::Bounded, r, lo, hi}};
-        continue;
+        std::tie(lo, hi) = counts(at, "length bound");
+        if ((hi != kUnbounded && hi > kBoundMax) || lo > kBoundMax)
+          error(at, "length bound is too large (at most " + std::to_string(kBoundMax) + ")");
       } else if (c == '{') {
         ++i_;
-        lo = number(at);
-        hi = lo;
-        if (i_ < s_.size() && s_[i_] == ',') {
-          ++i_;
-          skip_space(false);
-          hi = i_ < s_.size() && s_[i_] == '}' ? kUnbounded : number(at);
-        }
-        skip_space(false);
-        if (i_ >= s_.size() || s_[i_] != '}') error(at, "expected '}' to close the repetition count");
-        ++i_;
-        if (hi < lo) error(at, "repetition {" + std::to_string(lo) + "," + std::to_string(hi) + "}: max is below min");
+        std::tie(lo, hi) = counts(at, "repetition");
       } else {
         return;
       }
       uint32_t r;
       if (item.size() == 1 && item[0].op == Op::Ref) r = item[0].arg;
       else r = anon_rule(rule, {item});
-      item = {{Op::Repeat, r, lo, hi}};
+      item = {{op, r, lo, hi}};
     }
   }
 
