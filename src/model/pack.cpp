@@ -31,17 +31,23 @@ PackedStore pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& po
   if (const char* env = std::getenv("COPPICE_PACK"); env != nullptr && std::strcmp(env, "0") == 0) {
     return store;
   }
-  std::vector<WeightView*> views;
-  for (LayerWeights& l : w.layers) {
+  std::vector<PackJob> jobs;
+  auto add = [&](WeightView* v) {
+    if (const kernels::PackedKernels* pk = layout_for(*v)) jobs.push_back({v, pk});
+  };
+  for (LayerWeights& l : w.layers)
     for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wqkv, &l.wo, &l.w_gate, &l.w_up, &l.w_down,
-                          &l.gate_shexp, &l.up_shexp, &l.down_shexp}) {
-      if (layout_for(*v) != nullptr) views.push_back(v);
-    }
-  }
-  if (!w.tied_output && layout_for(w.output) != nullptr) views.push_back(&w.output);
+                          &l.gate_shexp, &l.up_shexp, &l.down_shexp})
+      add(v);
+  if (!w.tied_output) add(&w.output);
+  pack_views(jobs, file, pool, store);
+  return store;
+}
+
+void pack_views(std::span<const PackJob> jobs, const gguf::File& file, ThreadPool& pool, PackedStore& store) {
   size_t total = 0;
-  for (const WeightView* v : views) total += packed_bytes(*v, *layout_for(*v));
-  if (total == 0) return store;
+  for (const auto& [v, pk] : jobs) total += packed_bytes(*v, *pk);
+  if (total == 0) return;
 
   // One arena, 2 MiB aligned and advised as huge pages: decode streams every byte once per
   // token, and with 4 KiB pages the TLB misses cost a good part of the read bandwidth.
@@ -51,11 +57,10 @@ PackedStore pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& po
   CP_ASSERT(buf != nullptr);
   madvise(buf.get(), bytes, MADV_HUGEPAGE);
   uint8_t* dst = buf.get();
-  for (WeightView* v : views) {
-    const kernels::PackedKernels* pk = layout_for(*v);
+  for (const auto& [v, pk] : jobs) {
     const size_t row = pk->row_bytes(v->n_in);
     const WeightView src = *v;
-    pool.parallel_for(src.n_out, [&](int64_t b, int64_t e) {
+    pool.parallel_for(src.n_out, [&, pk = pk](int64_t b, int64_t e) {
       pk->pack_rows(src.row(b), dst + static_cast<size_t>(b) * row, src.n_in, e - b);
     });
     file.mapping()->release(src.data, src.row_bytes * static_cast<size_t>(src.n_out));
@@ -65,9 +70,8 @@ PackedStore pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& po
     dst += packed_bytes(src, *pk);
     ++store.n_packed;
   }
-  store.bytes = bytes;
+  store.bytes += bytes;
   store.buffers.push_back(std::move(buf));
-  return store;
 }
 
 }  // namespace coppice

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <span>
+#include <utility>
 #include <vector>
 
 #include "formats/gguf.h"
@@ -11,6 +13,7 @@
 #include "util/threadpool.h"
 
 namespace coppice {
+namespace kernels { struct PackedKernels; }
 
 struct PackedStore {
   struct Free { void operator()(uint8_t* p) const; };
@@ -23,5 +26,11 @@ struct PackedStore {
 // token_embd (read by row lookups; a tied output with it), the MoE router and the 3-D expert
 // tensors (addressed by stride). COPPICE_PACK=0 disables.
 PackedStore pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& pool);
+
+// The shared mechanism (also model/sparse_pack.cpp): rewrites each view into its layout inside
+// one 2 MiB-aligned arena advised as huge pages, drops the mapped source pages and points the
+// view at its packed rows. Adds the arena to `store`.
+using PackJob = std::pair<WeightView*, const kernels::PackedKernels*>;
+void pack_views(std::span<const PackJob> jobs, const gguf::File& file, ThreadPool& pool, PackedStore& store);
 
 }  // namespace coppice

@@ -1,7 +1,5 @@
 #include "model/sparse_pack.h"
 
-#include <sys/mman.h>
-
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -19,8 +17,6 @@ const kernels::PackedKernels* layout_for(const WeightView& v) {
   return sp::best(v.type);
 }
 
-size_t padded(size_t b) { return (b + 63) / 64 * 64; }
-
 bool all_2of4(const WeightView& v, ThreadPool& pool) {
   std::atomic<bool> ok{true};
   pool.parallel_for(v.n_out, [&](int64_t b, int64_t e) {
@@ -34,40 +30,15 @@ bool all_2of4(const WeightView& v, ThreadPool& pool) {
 
 int pack_sparse24(ModelWeights& w, const gguf::File& file, ThreadPool& pool, PackedStore& store) {
   if (const char* env = std::getenv("COPPICE_SPARSE"); env != nullptr && std::strcmp(env, "0") == 0) return 0;
-  std::vector<WeightView*> views;
+  std::vector<PackJob> jobs;
   for (LayerWeights& l : w.layers) {
     for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wqkv, &l.wo, &l.w_gate, &l.w_up, &l.w_down,
                           &l.gate_shexp, &l.up_shexp, &l.down_shexp}) {
-      if (layout_for(*v) != nullptr && all_2of4(*v, pool)) views.push_back(v);
+      if (const kernels::PackedKernels* pk = layout_for(*v); pk != nullptr && all_2of4(*v, pool)) jobs.push_back({v, pk});
     }
   }
-  size_t total = 0;
-  for (const WeightView* v : views) total += padded(sp::row_bytes(v->n_in) * static_cast<size_t>(v->n_out));
-  if (total == 0) return 0;
-
-  constexpr size_t kHuge = size_t{2} << 20;  // one huge-page arena, as model/pack.cpp
-  const size_t bytes = (total + kHuge - 1) / kHuge * kHuge;
-  std::unique_ptr<uint8_t[], PackedStore::Free> buf(static_cast<uint8_t*>(std::aligned_alloc(kHuge, bytes)));
-  CP_ASSERT(buf != nullptr);
-  madvise(buf.get(), bytes, MADV_HUGEPAGE);
-  uint8_t* dst = buf.get();
-  for (WeightView* v : views) {
-    const kernels::PackedKernels* pk = layout_for(*v);
-    const size_t row = pk->row_bytes(v->n_in);
-    const WeightView src = *v;
-    pool.parallel_for(src.n_out, [&](int64_t b, int64_t e) {
-      pk->pack_rows(src.row(b), dst + static_cast<size_t>(b) * row, src.n_in, e - b);
-    });
-    file.mapping()->release(src.data, src.row_bytes * static_cast<size_t>(src.n_out));
-    v->data = dst;
-    v->row_bytes = row;
-    v->packed = pk;
-    dst += padded(row * static_cast<size_t>(src.n_out));
-    ++store.n_packed;
-  }
-  store.bytes += bytes;
-  store.buffers.push_back(std::move(buf));
-  return static_cast<int>(views.size());
+  pack_views(jobs, file, pool, store);  // model/pack.cpp: the same huge-page arena
+  return static_cast<int>(jobs.size());
 }
 
 }  // namespace coppice
