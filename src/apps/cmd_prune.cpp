@@ -1,10 +1,10 @@
 // `coppice prune IN OUT --method magnitude|wanda|nm [--sparsity S] [--nm 2:4] [--calib FILE]`:
 // sparsify the layer matrices of a GGUF (engine/prune.h). Progress on stderr when a terminal.
-#include <unistd.h>
 
 #include <cstdio>
 
 #include "apps/commands.h"
+#include "apps/common.h"
 #include "engine/prune.h"
 #include "engine/prune_eval.h"
 #include "util/error.h"
@@ -43,23 +43,16 @@ int prune(const PruneArgs& a) {
   o.calib_ctx = a.calib_ctx;
   o.seed = a.seed;
   o.n_threads = a.threads;
-  const bool tty = isatty(2) != 0;
-  bool bar_open = false;
-  o.on_note = [&](const std::string& s) {
-    if (bar_open) std::fputc('\n', stderr);
-    bar_open = false;
-    std::fprintf(stderr, "[prune] %s\n", s.c_str());
-  };
-  if (tty) {
+  ProgressLine bar("prune");
+  o.on_note = [&](const std::string& s) { bar.note(s); };
+  if (bar.enabled()) {
     o.on_progress = [&](size_t i, size_t n, const std::string& name) {
       const int width = 30, done = static_cast<int>(width * i / n);
-      std::fprintf(stderr, "\r[%.*s%*s] %4zu/%zu %-28s\x1b[K", done, "==============================",
-                   width - done, "", i, n, name.c_str());
-      bar_open = true;
+      bar.show("[%.*s%*s] %4zu/%zu %-28s", done, "==============================", width - done, "", i, n, name.c_str());
     };
   }
   const PruneReport r = prune_file(a.in, a.out, o);
-  if (bar_open) std::fputc('\n', stderr);
+  bar.finish();
   std::printf("pruned %s -> %s (%s", a.in.c_str(), a.out.c_str(), a.method.c_str());
   if (o.method == PruneMethod::NM) std::printf(" %d:%d", o.nm_n, o.nm_m);
   else std::printf(", sparsity %.2f", o.sparsity);

@@ -1,10 +1,10 @@
 // `coppice quantize IN OUT TYPE [--pure] [-t N]`: convert a GGUF's weights to another type or
 // a llama.cpp preset mix (engine/quantize.h). Progress on stderr when it is a terminal.
-#include <unistd.h>
 
 #include <cstdio>
 
 #include "apps/commands.h"
+#include "apps/common.h"
 #include "engine/quantize.h"
 #include "util/error.h"
 
@@ -30,22 +30,16 @@ int quantize(const QuantizeArgs& a) {
   o.target = *target;
   o.pure = a.pure;
   o.n_threads = a.threads;
-  const bool tty = isatty(2) != 0;
-  bool bar_open = false;
-  o.on_note = [&](const std::string& s) {
-    if (bar_open) std::fputc('\n', stderr);
-    bar_open = false;
-    std::fprintf(stderr, "[quantize] %s\n", s.c_str());
-  };
-  if (tty) {
+  ProgressLine bar("quantize");
+  o.on_note = [&](const std::string& s) { bar.note(s); };
+  if (bar.enabled()) {
     o.on_progress = [&](size_t i, size_t n, const std::string& name, uint64_t bytes, double secs) {
-      std::fprintf(stderr, "\r[%4zu/%4zu] %-32s %8.1f MB/s\x1b[K", i, n, name.c_str(),
-                   secs > 0 ? static_cast<double>(bytes) / 1e6 / secs : 0.0);
-      bar_open = true;
+      bar.show("[%4zu/%4zu] %-32s %8.1f MB/s", i, n, name.c_str(),
+               secs > 0 ? static_cast<double>(bytes) / 1e6 / secs : 0.0);
     };
   }
   const QuantizeReport r = quantize_file(a.in, a.out, o);
-  if (bar_open) std::fputc('\n', stderr);
+  bar.finish();
   std::printf("quantized %s -> %s as %s%s in %.2f s\n", a.in.c_str(), a.out.c_str(),
               target->name.c_str(), a.pure ? " (pure)" : "", r.seconds);
   std::printf("  input:  %s (tensor data %s)\n", mib(r.in_file_bytes).c_str(), mib(r.in_bytes).c_str());

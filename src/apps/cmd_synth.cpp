@@ -1,10 +1,10 @@
 // `coppice synth OUT [shape options]`: write a random-weight GGUF of any architecture (engine/synth.h) so
 // benchmarks and tests need no download.
-#include <unistd.h>
 
 #include <cstdio>
 
 #include "apps/commands.h"
+#include "apps/common.h"
 #include "engine/synth.h"
 #include "util/error.h"
 
@@ -17,22 +17,16 @@ struct SynthArgs {
 };
 
 int synth(SynthArgs& a) {
-  const bool tty = isatty(2) != 0;
-  bool bar_open = false;
-  a.o.on_note = [&](const std::string& s) {
-    if (bar_open) std::fputc('\n', stderr);
-    bar_open = false;
-    std::fprintf(stderr, "[synth] %s\n", s.c_str());
-  };
-  if (tty) {
+  ProgressLine bar("synth");
+  a.o.on_note = [&](const std::string& s) { bar.note(s); };
+  if (bar.enabled()) {
     a.o.on_progress = [&](size_t i, size_t n, const std::string& name, uint64_t bytes, double secs) {
-      std::fprintf(stderr, "\r[%4zu/%4zu] %-32s %8.1f MB/s\x1b[K", i, n, name.c_str(),
-                   secs > 0 ? static_cast<double>(bytes) / 1e6 / secs : 0.0);
-      bar_open = true;
+      bar.show("[%4zu/%4zu] %-32s %8.1f MB/s", i, n, name.c_str(),
+               secs > 0 ? static_cast<double>(bytes) / 1e6 / secs : 0.0);
     };
   }
   const SynthReport r = synth_model(a.out, a.o);
-  if (bar_open) std::fputc('\n', stderr);
+  bar.finish();
   std::printf("wrote %s: %.3fB parameters, %.2f MiB, %zu tensors (", a.out.c_str(),
               static_cast<double>(r.n_params) / 1e9, static_cast<double>(r.file_bytes) / 1048576.0,
               r.n_tensors);

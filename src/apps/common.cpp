@@ -1,5 +1,9 @@
 #include "apps/common.h"
 
+#include <unistd.h>
+
+#include <cstdarg>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -228,6 +232,29 @@ std::string read_text(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+ProgressLine::ProgressLine(std::string tag) : tag_(std::move(tag)), tty_(isatty(2) != 0) {}
+
+void ProgressLine::note(const std::string& text) {
+  finish();
+  std::fprintf(stderr, "[%s] %s\n", tag_.c_str(), text.c_str());
+}
+
+void ProgressLine::show(const char* fmt, ...) {
+  if (!tty_) return;
+  std::fputc('\r', stderr);
+  va_list ap;
+  va_start(ap, fmt);
+  std::vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  std::fputs("\x1b[K", stderr);
+  open_ = true;
+}
+
+void ProgressLine::finish() {
+  if (open_) std::fputc('\n', stderr);
+  open_ = false;
 }
 
 }  // namespace coppice::cli

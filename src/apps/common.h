@@ -67,4 +67,19 @@ grammar::GrammarPtr load_grammar(const GrammarArgs& a);
 // Throws coppice::Error when the sampling parameters are impossible.
 void check_sampling(const SamplingParams& p);
 
+// A self-overwriting progress line on stderr (drawn only on a terminal) for the file-writing
+// commands (quantize, synth, prune); notes go on lines of their own as "[tag] text".
+class ProgressLine {
+ public:
+  explicit ProgressLine(std::string tag);
+  ~ProgressLine() { finish(); }
+  bool enabled() const { return tty_; }
+  void note(const std::string& text);
+  void show(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+  void finish();  // ends an open line
+ private:
+  std::string tag_;
+  bool tty_ = false, open_ = false;
+};
+
 }  // namespace coppice::cli
