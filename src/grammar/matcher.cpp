@@ -155,8 +155,8 @@ void Matcher::step(const std::vector<Stack>& in, uint32_t cp, std::vector<Stack>
     if (!g_->classes[e.arg].contains(cp)) continue;
     Stack n = s;
     n.back() = {n.back().pos + 1, 0};
-    bool fits = true;
-    for (size_t k = 0; fits && k + 1 < n.size(); ++k)
+    bool fits = true;  // length bounds only exist where min_len_ does: no frame walk otherwise
+    for (size_t k = 0; min_len_ && fits && k + 1 < n.size(); ++k)
       if (const Element& pe = g_->elements[n[k].pos]; is_bounded(pe.op)) fits = count_into(n[k], pe, cp);
     if (!fits) continue;
     const size_t from = out.size();
