@@ -394,6 +394,43 @@ TEST(GrammarSampling, ConstrainsOnlyAfterMarker) {
   EXPECT_TRUE(c->allows(0));
 }
 
+// allows_path (speculative draft pruning) agrees with feeding the path token by token through
+// allows() and accept() on a fresh constraint, for every path of up to 3 tokens.
+TEST(GrammarSampling, AllowsPathAgreesWithTokenByTokenAcceptance) {
+  auto vocab = std::make_shared<GrammarVocab>();
+  vocab->pieces = {"", "a", "b", "ab", "ba", "c", "\xc3", "\xa9", "bc"};
+  vocab->eog = {1, 0, 0, 0, 0, 0, 0, 0, 0};
+  vocab->trie = std::make_unique<TokenTrie>(vocab->pieces);
+  const auto g = compile_grammar(R"(root ::= "a" ("b" | "\u00e9")* "c"?)");
+  const int V = static_cast<int>(vocab->pieces.size());
+  int allowed = 0, total = 0;
+  for (int n = 1; n <= 3; ++n) {
+    std::vector<int32_t> path(static_cast<size_t>(n), 0);
+    for (int code = 0; code < static_cast<int>(std::pow(V, n)); ++code) {
+      for (int i = 0, c = code; i < n; ++i, c /= V) path[static_cast<size_t>(i)] = c % V;
+      // Reference: a fresh constraint fed one token at a time; an end token ends the path.
+      auto ref = make_grammar_constraint(g, vocab);
+      bool ok = true;
+      for (int32_t id : path) {
+        if (vocab->eog[static_cast<size_t>(id)]) break;
+        if (!ref->allows(id)) {
+          // allows() refuses a lone UTF-8 lead byte only if no continuation could follow;
+          // here it must be accepted to go on.
+          ok = false;
+          break;
+        }
+        ref->accept(id);
+      }
+      auto c = make_grammar_constraint(g, vocab);
+      EXPECT_EQ(c->allows_path(path), ok) << "path of " << n << " tokens, code " << code;
+      allowed += ok;
+      ++total;
+    }
+  }
+  EXPECT_GT(allowed, 10);
+  EXPECT_LT(allowed, total / 2);
+}
+
 TEST(GrammarRegex, FullMatchAndErrors) {
   struct R {
     std::string re, yes, no;

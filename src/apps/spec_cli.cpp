@@ -33,6 +33,7 @@ void print_spec_stats(const std::string& spec, const SpecStats& s) {
                spec.c_str(), static_cast<long long>(s.spec_steps), static_cast<long long>(s.plain_steps),
                100.0 * s.acceptance_rate(), static_cast<long long>(s.accepted),
                static_cast<long long>(s.drafted), s.mean_accepted());
+  if (s.pruned > 0) std::fprintf(stderr, ", %lld drafts pruned by the grammar", static_cast<long long>(s.pruned));
   if (s.speedup() > 0) std::fprintf(stderr, ", speed-up %.2fx over this run's plain steps", s.speedup());
   std::fputc('\n', stderr);
 }

@@ -56,6 +56,21 @@ class GrammarConstraint : public LogitProcessor {
     return !p.empty() && m_.would_accept(p);
   }
 
+  // The path's bytes fed at once (the matcher works on bytes, so this is the same as token by
+  // token). An end-of-generation token ends the path: what follows it is never drawn.
+  bool allows_path(std::span<const int32_t> ids) override {
+    if (!active_) return true;
+    path_bytes_.clear();
+    for (int32_t id : ids) {
+      if (id < 0 || static_cast<size_t>(id) >= vocab_->pieces.size()) return false;
+      if (vocab_->eog[id]) break;
+      const std::string& p = vocab_->pieces[id];
+      if (p.empty()) return false;
+      path_bytes_ += p;
+    }
+    return path_bytes_.empty() || m_.would_accept(path_bytes_);
+  }
+
   void accept(int32_t id) override {
     if (id < 0 || static_cast<size_t>(id) >= vocab_->pieces.size() || vocab_->eog[id]) return;
     const std::string& p = vocab_->pieces[id];
@@ -93,6 +108,7 @@ class GrammarConstraint : public LogitProcessor {
   grammar::Matcher m_;
   bool active_ = true;
   std::string text_;              // output tail while waiting for start_after
+  std::string path_bytes_;        // allows_path scratch
   uint64_t version_ = 0, mask_version_ = ~uint64_t{0};
   std::vector<uint8_t> mask_;     // [n_vocab], valid for mask_version_
   std::vector<grammar::MatchState> walk_scratch_;  // [max token length + 1], reused by every mask

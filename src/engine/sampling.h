@@ -67,6 +67,9 @@ class LogitProcessor {
   // accept(id) advances the state with each generated token, reset() starts over.
   virtual bool is_constraint() const { return false; }
   virtual bool allows(int32_t /*id*/) { return true; }
+  // Whether the tokens can follow the current state in this order (without changing it); for
+  // pruning speculative drafts. May answer true for a path it cannot rule out.
+  virtual bool allows_path(std::span<const int32_t> /*ids*/) { return true; }
   virtual void accept(int32_t /*id*/) {}
   virtual void reset() {}
 };
@@ -137,6 +140,8 @@ class Sampler {
   // P(y)/P(allowed) = P(y)/P(allowed): exactly the masked distribution, usually far cheaper.
   void set_constraint(std::unique_ptr<LogitProcessor> c, bool adaptive = true);
   bool has_constraint() const { return constraint_ != nullptr; }
+  // The constraint's allows_path (true without a constraint).
+  bool allows_path(std::span<const int32_t> ids) { return !constraint_ || constraint_->allows_path(ids); }
   const SamplingParams& params() const { return p_; }
   const std::vector<int32_t>& history() const { return history_; }
 

@@ -16,7 +16,7 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 void SpecStats::add(const SpecStats& o) {
-  spec_steps += o.spec_steps, plain_steps += o.plain_steps, drafted += o.drafted;
+  spec_steps += o.spec_steps, plain_steps += o.plain_steps, drafted += o.drafted, pruned += o.pruned;
   accepted += o.accepted, emitted += o.emitted, spec_ms += o.spec_ms, plain_ms += o.plain_ms;
 }
 
@@ -110,6 +110,25 @@ int32_t SpecDecoder::draw(int node, const std::vector<int>& kids) {
   return r.token;
 }
 
+int SpecDecoder::prune_by_constraint() {
+  const int n = tree_.size();
+  std::vector<int32_t> remap(static_cast<size_t>(n), -1);  // old index -> new index, -1: dropped
+  std::vector<int32_t> path;
+  DraftTree kept;
+  for (int i = 0; i < n; ++i) {
+    const int32_t par = tree_.parent[i];
+    if (par >= 0 && remap[par] < 0) continue;  // an ancestor is dropped (parents come first)
+    path.clear();
+    for (int32_t k = i; k >= 0; k = tree_.parent[k]) path.push_back(tree_.tokens[k]);
+    std::reverse(path.begin(), path.end());
+    if (!sampler_.allows_path(path)) continue;
+    remap[i] = kept.add(tree_.tokens[i], par >= 0 ? remap[par] : -1);
+  }
+  const int dropped = n - kept.size();
+  tree_ = std::move(kept);
+  return dropped;
+}
+
 void SpecDecoder::step(std::span<const int32_t> context, int max_new,
                        const std::function<bool(int32_t)>& stop, std::vector<int32_t>& out) {
   CP_ASSERT(!context.empty() && max_new > 0);
@@ -131,6 +150,10 @@ void SpecDecoder::step(std::span<const int32_t> context, int max_new,
       tree_.parent.resize(static_cast<size_t>(budget));
       if (!tree_.q.empty()) tree_.q.resize(static_cast<size_t>(budget));
     }
+    // Point-mass drafts only: x ~ p never equals a token the constraint bans, so dropping it
+    // changes nothing but the verify cost. (A sampled draft's acceptance depends on q over all
+    // of its siblings, so those trees are verified whole.)
+    if (sampler_.has_constraint() && tree_.q.empty()) stats_.pruned += prune_by_constraint();
   }
   const int n = tree_.size();
 

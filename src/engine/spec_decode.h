@@ -15,6 +15,7 @@ struct SpecStats {
   int64_t spec_steps = 0;   // verify steps with a non-empty draft
   int64_t plain_steps = 0;  // steps decoded without a draft (nothing drafted, or fallback)
   int64_t drafted = 0;      // draft nodes verified
+  int64_t pruned = 0;       // draft nodes dropped before verification (the grammar rejects them)
   int64_t accepted = 0;     // draft nodes accepted
   int64_t emitted = 0;      // tokens drawn (accepted drafts plus one per step)
   double spec_ms = 0, plain_ms = 0;
@@ -67,7 +68,8 @@ class SpecDecoder {
   Drafter& drafter() { return *drafter_; }
 
  private:
-  int32_t draw(int node, const std::vector<int>& kids);  // returns the drawn token
+  int32_t draw(int node, const std::vector<int>& kids);
+  int prune_by_constraint();  // drops draft nodes the sampler's constraint rejects; returns how many  // returns the drawn token
  public:
   const SpecController& controller() const { return ctl_; }
  private:
