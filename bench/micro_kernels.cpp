@@ -1,6 +1,6 @@
 // Kernel micro-benchmarks: vec_dot per type and ISA (one 4096-element row against one
-// activation row, L1-resident), and ops::matmul at 2048x2048 / 2048x8192 with 1 and 64 tokens
-// (weights larger than cache at 8192: decode numbers are memory bandwidth).
+// activation row, L1-resident), and ops::matmul at 2048x2048 / 2048x8192 with 1 to 64 tokens,
+// on the file's rows (matmul/) and as load packs them (matmul_packed/, the panel layouts).
 //   micro_kernels --benchmark_filter=matmul   (threads: COPPICE_BENCH_THREADS, default 2)
 #include <benchmark/benchmark.h>
 
@@ -81,7 +81,41 @@ void bm_matmul(benchmark::State& st, DType t, int64_t n_out, int n_tok) {
   st.SetLabel(kernels::kernel_isa_name());
 }
 
+// matmul on the matrix as load would pack it (the ISA's packed layout for the type), with the
+// small batches of speculative verification and server decoding.
+void bm_matmul_packed(benchmark::State& st, DType t, int64_t n_out, int n_tok) {
+  const kernels::PackedKernels* pk = kernels::kernels().packed[static_cast<uint32_t>(t)];
+  if (pk == nullptr) { st.SkipWithError("no packed layout for this type on this ISA"); return; }
+  const TypeTraits& tt = *type_traits(t);
+  const int64_t n_in = 2048;
+  const auto src = make_rows(tt, n_in, n_out);
+  std::vector<uint8_t> w(pk->row_bytes(n_in) * static_cast<size_t>(n_out));
+  pk->pack_rows(src.data(), w.data(), n_in, n_out);
+  WeightView wv{t, w.data(), n_in, n_out, pk->row_bytes(n_in)};
+  wv.packed = pk;
+  const auto x = randn(static_cast<size_t>(n_in * n_tok), 2);
+  std::vector<float> y(static_cast<size_t>(n_out * n_tok));
+  std::vector<uint8_t> scratch;
+  ThreadPool pool(bench_threads());
+  for (auto _ : st) {
+    ops::matmul(wv, x.data(), n_tok, y.data(), pool, scratch);
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["bytes/s"] = benchmark::Counter(double(w.size()), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["tok/s"] = benchmark::Counter(double(n_tok), benchmark::Counter::kIsIterationInvariantRate);
+  st.SetLabel(pk->name);
+}
+
 const int kRegistered = [] {
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K}) {
+    for (int64_t n_out : {2048, 8192}) {
+      for (int n_tok : {1, 2, 4, 8, 16, 64}) {
+        const std::string name = std::string("matmul_packed/") + dtype_name(t) + "/2048x" + std::to_string(n_out) +
+                                 "/tok" + std::to_string(n_tok);
+        benchmark::RegisterBenchmark(name.c_str(), bm_matmul_packed, t, n_out, n_tok)->UseRealTime();
+      }
+    }
+  }
   for (kernels::Isa isa : {kernels::Isa::Scalar, kernels::Isa::Avx2, kernels::Isa::Avx512}) {
     for (DType t : kTypes) {
       const std::string name = std::string("vec_dot/") + kernels::isa_name(isa) + "/" + dtype_name(t);
@@ -90,7 +124,7 @@ const int kRegistered = [] {
   }
   for (DType t : kTypes) {
     for (int64_t n_out : {2048, 8192}) {
-      for (int n_tok : {1, 64}) {
+      for (int n_tok : {1, 2, 4, 8, 16, 64}) {
         const std::string name = std::string("matmul/") + dtype_name(t) + "/2048x" +
                                  std::to_string(n_out) + "/tok" + std::to_string(n_tok);
         benchmark::RegisterBenchmark(name.c_str(), bm_matmul, t, n_out, n_tok)->UseRealTime();

@@ -27,8 +27,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
   m->w_ = ModelWeights::from_gguf(m->file_, m->cfg_);
   const int nt = opts.n_threads > 0 ? opts.n_threads : ThreadPool::default_threads();
   m->pool_ = std::make_unique<ThreadPool>(nt);
-  m->packed_ = pack_weights(m->w_, m->file_, *m->pool_);
-  pack_sparse24(m->w_, m->file_, *m->pool_, m->packed_);  // 2:4 pruned F16/BF16 matrices
+  // 2:4 pruned matrices first (their own layout), then the dense packed layouts for the rest.
+  pack_sparse24(m->w_, m->file_, *m->pool_, m->packed_);
+  pack_weights(m->w_, m->file_, *m->pool_, m->packed_);
   m->s_.att_scratch.assign(static_cast<size_t>(nt), std::vector<float>(2 * m->cfg_.n_head));
   m->s_.chunks.resize(static_cast<size_t>(nt));
   m->s_.tree_k.resize(static_cast<size_t>(nt));

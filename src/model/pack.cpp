@@ -17,7 +17,7 @@ namespace {
 const kernels::PackedKernels* layout_for(const WeightView& v) {
   if (!v.valid() || v.packed != nullptr) return nullptr;
   const kernels::PackedKernels* pk = kernels::kernels().packed[static_cast<uint32_t>(v.type)];
-  return pk != nullptr && v.n_in % pk->k_multiple == 0 ? pk : nullptr;
+  return pk != nullptr && v.n_in % pk->k_multiple == 0 && v.n_out % pk->row_panel == 0 ? pk : nullptr;
 }
 
 size_t packed_bytes(const WeightView& v, const kernels::PackedKernels& pk) {
@@ -26,11 +26,8 @@ size_t packed_bytes(const WeightView& v, const kernels::PackedKernels& pk) {
 
 }  // namespace
 
-PackedStore pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& pool) {
-  PackedStore store;
-  if (const char* env = std::getenv("COPPICE_PACK"); env != nullptr && std::strcmp(env, "0") == 0) {
-    return store;
-  }
+void pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& pool, PackedStore& store) {
+  if (const char* env = std::getenv("COPPICE_PACK"); env != nullptr && std::strcmp(env, "0") == 0) return;
   std::vector<PackJob> jobs;
   auto add = [&](WeightView* v) {
     if (const kernels::PackedKernels* pk = layout_for(*v)) jobs.push_back({v, pk});
@@ -41,7 +38,6 @@ PackedStore pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& po
       add(v);
   if (!w.tied_output) add(&w.output);
   pack_views(jobs, file, pool, store);
-  return store;
 }
 
 void pack_views(std::span<const PackJob> jobs, const gguf::File& file, ThreadPool& pool, PackedStore& store) {
@@ -60,8 +56,9 @@ void pack_views(std::span<const PackJob> jobs, const gguf::File& file, ThreadPoo
   for (const auto& [v, pk] : jobs) {
     const size_t row = pk->row_bytes(v->n_in);
     const WeightView src = *v;
-    pool.parallel_for(src.n_out, [&, pk = pk](int64_t b, int64_t e) {
-      pk->pack_rows(src.row(b), dst + static_cast<size_t>(b) * row, src.n_in, e - b);
+    const int64_t rp = pk->row_panel;  // whole panels per work item
+    pool.parallel_for(src.n_out / rp, [&, pk = pk](int64_t b, int64_t e) {
+      pk->pack_rows(src.row(b * rp), dst + static_cast<size_t>(b * rp) * row, src.n_in, (e - b) * rp);
     });
     file.mapping()->release(src.data, src.row_bytes * static_cast<size_t>(src.n_out));
     v->data = dst;

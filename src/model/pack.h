@@ -24,8 +24,9 @@ struct PackedStore {
 
 // Packs every dense matmul weight of `w` that has a packed layout on this ISA. Stay in place:
 // token_embd (read by row lookups; a tied output with it), the MoE router and the 3-D expert
-// tensors (addressed by stride). COPPICE_PACK=0 disables.
-PackedStore pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& pool);
+// tensors (addressed by stride). Views already packed (2:4, model/sparse_pack.h, runs first)
+// are left alone. COPPICE_PACK=0 disables. Appends the arena to `store`.
+void pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& pool, PackedStore& store);
 
 // The shared mechanism (also model/sparse_pack.cpp): rewrites each view into its layout inside
 // one 2 MiB-aligned arena advised as huge pages, drops the mapped source pages and points the

@@ -81,14 +81,21 @@ void matmul(const WeightView& w, const float* x, int n_tok, float* y, ThreadPool
     act = q;
   }
 
+  const int64_t panel = pk != nullptr ? pk->row_panel : 1;  // rows per work item are a multiple
+  CP_ASSERT(N % panel == 0 && kGemmChunkRows % panel == 0);
   if (n_tok == 1) {
     // Few long contiguous runs per thread: each is one sequential stream for the hardware
     // prefetcher (short interleaved chunks cost ~25% of the read bandwidth here).
-    const int64_t chunk = std::max<int64_t>(kDecodeChunkRows, N / (kDecodeItemsPerThread * pool.size()));
+    int64_t chunk = std::max<int64_t>(kDecodeChunkRows, N / (kDecodeItemsPerThread * pool.size()));
+    chunk = (chunk + panel - 1) / panel * panel;
     const int64_t n_items = (N + chunk - 1) / chunk;
     for_each_item(pool, n_items, [&](int64_t i) {
-      const int64_t r1 = std::min(N, (i + 1) * chunk);
-      for (int64_t r = i * chunk; r < r1; ++r) vec_dot(K, y + r, w.row(r), act);
+      const int64_t r0 = i * chunk, r1 = std::min(N, r0 + chunk);
+      if (panel > 1) {  // panel layouts decode through their gemm (no per-row vec_dot)
+        gemm(K, static_cast<int>(r1 - r0), 1, w.row(r0), w.row_bytes, act, act_row, y + r0, static_cast<size_t>(N));
+        return;
+      }
+      for (int64_t r = r0; r < r1; ++r) vec_dot(K, y + r, w.row(r), act);
     });
     return;
   }
