@@ -33,7 +33,7 @@ void store_kv_row(const float* src, void* dst, int64_t n, DType kv_type) {
 
 // Blocked online softmax (flash-attention style): per query head, keys are scored a block at a
 // time, the running max and sum are rescaled once per block, then the block's values are
-// accumulated. The dot / axpy kernels are the start-up ISA's (kernels/attn.h).
+// accumulated. The row kernels are the start-up ISA's (kernels/attn.h via ops/kv_read.h).
 void attention(const float* q, std::span<const KvChunk> chunks, const AttentionShape& s,
                const uint8_t* mask, float* out, float* scratch, int h0, int h1) {
   (void)scratch;
@@ -56,11 +56,12 @@ void attention(const float* q, std::span<const KvChunk> chunks, const AttentionS
       const auto* vb = static_cast<const uint8_t*>(c.v) + rd.v_head_offset(kvh);
       for (int j0 = 0; j0 < c.n; j0 += kBlock) {
         const int nb = std::min(kBlock, c.n - j0);
+        rd.score_rows(kb + j0 * kr, nb, score);
         float bmax = -INFINITY;
         for (int j = 0; j < nb; ++j) {
           float sc = -INFINITY;
           if (mask == nullptr || mask[key + j0 + j]) {
-            sc = rd.score(kb + (j0 + j) * kr) * s.scale;
+            sc = score[j] * s.scale;
             if (s.softcap > 0) sc = s.softcap * std::tanh(sc / s.softcap);
           }
           score[j] = sc;
@@ -73,12 +74,11 @@ void attention(const float* q, std::span<const KvChunk> chunks, const AttentionS
           for (int d = 0; d < hd; ++d) oh[d] *= corr;
           m = bmax;
         }
-        for (int j = 0; j < nb; ++j) {
-          if (score[j] == -INFINITY) continue;
-          const float p = std::exp(score[j] - m);
-          l += p;
-          rd.accumulate(oh, p, vb + (j0 + j) * vr);
+        for (int j = 0; j < nb; ++j) {  // p: 0 for masked keys (skipped by accumulate_rows)
+          score[j] = score[j] == -INFINITY ? 0.0f : std::exp(score[j] - m);
+          l += score[j];
         }
+        rd.accumulate_rows(oh, score, vb + j0 * vr, nb);
       }
       key += c.n;
     }

@@ -17,8 +17,9 @@ void attention_weights(const float* q, std::span<const KvChunk> chunks, const At
   int64_t key = 0;
   for (const KvChunk& c : chunks) {
     const auto* kb = static_cast<const uint8_t*>(c.k) + rd.k_head_offset(kvh);
+    rd.score_rows(kb, c.n, p + key);
     for (int j = 0; j < c.n; ++j) {
-      float sc = rd.score(kb + j * rd.k_row_bytes()) * s.scale;
+      float sc = p[key + j] * s.scale;
       if (s.softcap > 0) sc = s.softcap * std::tanh(sc / s.softcap);
       p[key + j] = sc;
       m = std::max(m, sc);
