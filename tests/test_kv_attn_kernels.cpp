@@ -1,7 +1,8 @@
 // The fused quantized-KV attention kernels (kernels/attn.h: score_rows, accum_rows) for q8_0,
 // q4_0, q4_1, q5_0 and q5_1: the scalar twins against double-precision math over the rows as
 // the type's own to_float decodes them, and every SIMD table against the scalar twins.
-// Tolerances come from the data: float roundings times the magnitudes summed.
+// Tolerances come from the data: float roundings times the magnitudes summed. Then
+// ops::attention over them (start-up ISA): GQA, masked keys, a sub-range of query heads.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,6 +14,7 @@
 #include "kernels/attn.h"
 #include "kernels/dispatch.h"
 #include "kernels/types.h"
+#include "ops/attention.h"
 
 using namespace coppice;
 using kernels::Isa;
@@ -203,6 +205,79 @@ TEST_P(KvQuantIsa, ZeroWeightSkipsTheRow) {
     for (int i = 0; i < 64; ++i) {
       const double e = 1.0 + 0.25 * r.back[i] + 0.5 * r.back[2 * 64 + i];
       EXPECT_NEAR(y[i], e, 1e-5 * (1 + std::fabs(e))) << dtype_name(t) << " element " << i;
+    }
+  }
+}
+
+// ops::attention reads blocks of cells for all query heads of [h0, h1) at once (the heads of a
+// kv group share each block): against a double softmax over the decoded K/V and the
+// q8_0-rounded query, with every fourth key masked; heads outside [h0, h1) are not written.
+TEST(KvQuantAttention, GroupedHeadsMaskAndHeadRange) {
+  std::mt19937 rng(13);
+  const int n_head = 8, n_kv = 2, hd = 64, n_keys = 77, chunk = 20, group = n_head / n_kv;
+  const int h0 = 2, h1 = 7;  // straddles both kv groups
+  for (DType kt : {DType::Q8_0, DType::Q4_0, DType::Q5_1, DType::F16}) {
+    for (DType vt : {DType::Q8_0, DType::Q4_1, DType::Q5_0}) {
+      const TypeTraits &ktt = *type_traits(kt), &vtt = *type_traits(vt);
+      const int row = n_kv * hd;
+      const size_t kr = row_size(ktt, row), vr = row_size(vtt, row);
+      std::normal_distribution<float> nd(0.0f, 1.0f);
+      std::vector<float> kf(static_cast<size_t>(n_keys) * row), vf(kf.size()), kd(kf.size()), vd(kf.size());
+      for (float& x : kf) x = nd(rng);
+      for (float& x : vf) x = nd(rng);
+      std::vector<uint8_t> kb(kr * n_keys), vb(vr * n_keys);
+      for (int j = 0; j < n_keys; ++j) {
+        ops::store_kv_row(kf.data() + j * row, kb.data() + j * kr, row, kt);
+        ops::store_kv_row(vf.data() + j * row, vb.data() + j * vr, row, vt);
+        ktt.to_float(kb.data() + j * kr, kd.data() + j * row, row);
+        vtt.to_float(vb.data() + j * vr, vd.data() + j * row, row);
+      }
+      std::vector<ops::KvChunk> chunks;
+      for (int j = 0; j < n_keys; j += chunk)
+        chunks.push_back({kb.data() + j * kr, vb.data() + j * vr, std::min(chunk, n_keys - j)});
+      std::vector<uint8_t> mask(n_keys);
+      for (int j = 0; j < n_keys; ++j) mask[j] = j % 4 != 1;
+      std::vector<float> q(static_cast<size_t>(n_head) * hd);
+      for (float& x : q) x = nd(rng);
+      const float scale = 1.0f / 8.0f;
+      ops::AttentionShape shape{n_head, n_kv, hd, kt, scale};
+      shape.v_type = vt;
+      std::vector<float> out(q.size(), 42.0f), scratch(2 * n_head);
+      ops::attention(q.data(), chunks, shape, mask.data(), out.data(), scratch.data(), h0, h1);
+      for (int h = 0; h < n_head; ++h) {
+        if (h < h0 || h >= h1) {
+          for (int i = 0; i < hd; ++i) ASSERT_EQ(out[h * hd + i], 42.0f) << "head " << h << " written";
+          continue;
+        }
+        std::vector<float> qd(q.begin() + h * hd, q.begin() + (h + 1) * hd);
+        if (ktt.quantized) {
+          KvQuery kq;
+          kernels::kv_query_prepare(qd.data(), hd, kq);
+          for (int i = 0; i < hd; ++i) qd[i] = kq.d[i / 32] * kq.q[i];
+        }
+        const int g = h / group;
+        std::vector<double> sc(n_keys, -INFINITY), o(hd, 0.0);
+        double mx = -INFINITY, l = 0;
+        for (int j = 0; j < n_keys; ++j) {
+          if (!mask[j]) continue;
+          double d = 0;
+          for (int i = 0; i < hd; ++i) d += double{qd[i]} * kd[j * row + g * hd + i];
+          sc[j] = d * scale;
+          mx = std::max(mx, sc[j]);
+        }
+        for (int j = 0; j < n_keys; ++j) l += mask[j] ? std::exp(sc[j] - mx) : 0.0;
+        double vmax = 0;
+        for (int j = 0; j < n_keys; ++j) {
+          if (!mask[j]) continue;
+          for (int i = 0; i < hd; ++i) {
+            o[i] += std::exp(sc[j] - mx) / l * vd[j * row + g * hd + i];
+            vmax = std::max(vmax, std::fabs(double{vd[j * row + g * hd + i]}));
+          }
+        }
+        for (int i = 0; i < hd; ++i)  // float softmax and sums over 58 keys: a few hundred ulps of |v|
+          EXPECT_NEAR(out[h * hd + i], o[i], 512 * kEps * vmax)
+              << dtype_name(kt) << "/" << dtype_name(vt) << " head " << h << " element " << i;
+      }
     }
   }
 }

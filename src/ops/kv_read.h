@@ -60,36 +60,45 @@ class KvReader {
   size_t k_row_bytes() const { return k_row_; }    // stride between cells
   size_t v_row_bytes() const { return v_row_; }
 
-  // The query head (hd floats, kept by pointer) of kv head kvh that next score() calls use.
-  void set_query(const float* qh, int kvh) {
-    qh_ = qh;
-    k_slice_ = k_sub_ ? kvh * hd_ % k_bs_ : 0;
-    v_slice_ = v_sub_ ? kvh * hd_ % v_bs_ : 0;
-    if (k_fused_ != nullptr) kernels::kv_query_prepare(qh, hd_, kq_);
+  // One query head's reading state: set by set_query, used by score_rows / accumulate_rows.
+  struct Head {
+    const float* q = nullptr;  // hd floats, kept by pointer
+    size_t k_off = 0, v_off = 0;  // k_head_offset / v_head_offset of its kv head
+    int k_slice = 0, v_slice = 0;  // narrow heads: the head's slice of the block
+    kernels::KvQuery kq;           // fused K: the quantized query
+  };
+  void set_query(Head& hs, const float* qh, int kvh) const {
+    hs.q = qh;
+    hs.k_off = k_head_offset(kvh);
+    hs.v_off = v_head_offset(kvh);
+    hs.k_slice = k_sub_ ? kvh * hd_ % k_bs_ : 0;
+    hs.v_slice = v_sub_ ? kvh * hd_ % v_bs_ : 0;
+    if (k_fused_ != nullptr) kernels::kv_query_prepare(qh, hd_, hs.kq);
   }
-  // out[j] = q . k_j (unscaled) for the n cells from k (k_row_bytes() apart).
-  void score_rows(const uint8_t* k, int n, float* out) {
-    if (k_fused_ != nullptr) return k_fused_->score_rows(kq_, k, k_row_, n, out);
-    for (int j = 0; j < n; ++j) out[j] = score(k + j * k_row_);
+  // out[j] = q . k_j (unscaled) for the n cells from k (the head's bytes of the first cell;
+  // cells k_row_bytes() apart).
+  void score_rows(const Head& hs, const uint8_t* k, int n, float* out) {
+    if (k_fused_ != nullptr) return k_fused_->score_rows(hs.kq, k, k_row_, n, out);
+    for (int j = 0; j < n; ++j) out[j] = score(hs, k + j * k_row_);
   }
   // y += sum over j < n with p[j] != 0 of p[j] v_j, for the n cells from v.
-  void accumulate_rows(float* y, const float* p, const uint8_t* v, int n) {
+  void accumulate_rows(const Head& hs, float* y, const float* p, const uint8_t* v, int n) {
     if (v_fused_ != nullptr) return v_fused_->accum_rows(y, p, v, v_row_, n, hd_ / 32);
     for (int j = 0; j < n; ++j) {
-      if (p[j] != 0.0f) accumulate(y, p[j], v + j * v_row_);
+      if (p[j] != 0.0f) accumulate(hs, y, p[j], v + j * v_row_);
     }
   }
 
  private:
-  float score(const void* k) {  // float or narrow-head K
-    if (!k_quant_) return ks_.attn.dot(qh_, k, hd_, kt_);
+  float score(const Head& hs, const void* k) {  // float or narrow-head K
+    if (!k_quant_) return ks_.attn.dot(hs.q, k, hd_, kt_);
     k_deq_(k, ktmp_, k_bs_);
-    return ks_.attn.dot(qh_, ktmp_ + k_slice_, hd_, DType::F32);
+    return ks_.attn.dot(hs.q, ktmp_ + hs.k_slice, hd_, DType::F32);
   }
-  void accumulate(float* y, float p, const void* v) {  // float or narrow-head V
+  void accumulate(const Head& hs, float* y, float p, const void* v) {  // float or narrow-head V
     if (!v_quant_) return ks_.attn.axpy(y, p, v, hd_, vt_);
     v_deq_(v, vtmp_, v_bs_);
-    ks_.attn.axpy(y, p, vtmp_ + v_slice_, hd_, DType::F32);
+    ks_.attn.axpy(y, p, vtmp_ + hs.v_slice, hd_, DType::F32);
   }
 
   const kernels::KernelSet& ks_;
@@ -97,15 +106,13 @@ class KvReader {
   DType kt_, vt_;
   bool k_quant_ = false, v_quant_ = false;
   bool k_sub_ = false, v_sub_ = false;  // heads narrower than a block
-  int k_bs_ = 1, v_bs_ = 1, k_slice_ = 0, v_slice_ = 0;
+  int k_bs_ = 1, v_bs_ = 1;
   size_t k_tsize_ = 0, v_tsize_ = 0;
   ToFloatFn k_deq_ = nullptr;
   size_t k_head_ = 0, k_row_ = 0, v_head_ = 0, v_row_ = 0;
   ToFloatFn v_deq_ = nullptr;
   const kernels::KvQuantKernels* k_fused_ = nullptr;  // quantized whole-block heads
   const kernels::KvQuantKernels* v_fused_ = nullptr;
-  const float* qh_ = nullptr;
-  kernels::KvQuery kq_;           // the quantized query head (fused K)
   alignas(64) float vtmp_[32];    // one dequantized V block (narrow heads)
   alignas(64) float ktmp_[32];    // one dequantized K block (narrow heads)
 };
