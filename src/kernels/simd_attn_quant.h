@@ -81,6 +81,12 @@ struct KvQ<DType::Q5_1> {
 inline float blk_d(const uint8_t* p) { return kv_h2f(p); }
 inline float blk_m(const uint8_t* p) { return kv_h2f(p + 2); }
 
+// Brings one cell's head bytes towards L1 (cells are strided: one head's slice of each row).
+inline void prefetch_head(const uint8_t* p, size_t bytes) {
+  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(p + bytes - 1), _MM_HINT_T0);
+}
+
 // lane i of the result = horizontal sum of a[i]
 inline __m256 reduce8(const __m256* a) {
   const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
@@ -104,8 +110,10 @@ void kvq_score_rows(const KvQuery& q, const void* k, size_t stride, int n, float
     }
   }
   const auto* base = static_cast<const uint8_t*>(k);
+  const size_t head_bytes = nb * B::kBytes;
   for (int j0 = 0; j0 < n; j0 += 8) {
     const int cnt = n - j0 < 8 ? n - j0 : 8;
+    for (int i = j0 + 8; i < j0 + 16 && i < n; ++i) prefetch_head(base + i * stride, head_bytes);
     __m256 acc[8];
     float mterm[8] = {};
     for (int i = 0; i < 8; ++i) {
@@ -215,6 +223,7 @@ void kvq_accum_rows(float* y, const float* p, const void* v, size_t stride, int 
   using B = KvQ<T>;
   constexpr int kR = 32 / kKW;
   const auto* base = static_cast<const uint8_t*>(v);
+  for (int j = 0; j < n; ++j) prefetch_head(base + j * stride, nb * B::kBytes);
   for (int b = 0; b < nb; ++b) {
     float* yb = y + 32 * b;
     KFV acc[kR];
