@@ -15,6 +15,7 @@
 #include "kernels/dispatch.h"
 #include "kernels/types.h"
 #include "ops/attention.h"
+#include "util/fp16.h"
 
 using namespace coppice;
 using kernels::Isa;
@@ -52,6 +53,44 @@ Rows make_rows(DType t, int n, int hd, std::mt19937& rng) {
       float m = 0;
       for (int i = 0; i < 32; ++i) m = std::max(m, std::fabs(dec[hd + 32 * b + i]));
       r.amax.push_back(m);
+    }
+  }
+  return r;
+}
+
+// Rows written byte by byte so that the cells' head blocks hold every code of the type (all 256
+// q8_0 bytes, -128 included; all 256 nibble pairs), random 5th bits and random fp16 scales/mins.
+Rows make_raw_rows(DType t, int hd, std::mt19937& rng) {
+  const TypeTraits& tt = *type_traits(t);
+  const int n = 16, nb = hd / 32;
+  Rows r;
+  r.stride = row_size(tt, 3 * hd);
+  r.head_off = row_size(tt, hd);
+  r.bytes.resize(r.stride * n);
+  std::uniform_real_distribution<float> u(0.05f, 1.0f);
+  std::uniform_int_distribution<uint32_t> bits;
+  const size_t bs = tt.type_size;
+  int next = 0;
+  for (int j = 0; j < n; ++j) {
+    for (int b = 0; b < 3 * nb; ++b) {
+      uint8_t* blk = r.bytes.data() + j * r.stride + b * bs;
+      const uint16_t d = fp32_to_fp16((bits(rng) & 1 ? -1.0f : 1.0f) * u(rng) * 0.1f);
+      const uint16_t m = fp32_to_fp16(-u(rng));
+      std::memcpy(blk, &d, 2);
+      size_t at = 2;
+      if (t == DType::Q4_1 || t == DType::Q5_1) { std::memcpy(blk + 2, &m, 2); at = 4; }
+      if (t == DType::Q5_0 || t == DType::Q5_1) { const uint32_t qh = bits(rng); std::memcpy(blk + at, &qh, 4); at += 4; }
+      for (size_t i = at; i < bs; ++i) blk[i] = static_cast<uint8_t>(next++);
+    }
+  }
+  std::vector<float> dec(3 * hd);
+  for (int j = 0; j < n; ++j) {
+    tt.to_float(r.bytes.data() + j * r.stride, dec.data(), 3 * hd);
+    r.back.insert(r.back.end(), dec.begin() + hd, dec.begin() + 2 * hd);
+    for (int b = 0; b < nb; ++b) {
+      float mx = 0;
+      for (int i = 0; i < 32; ++i) mx = std::max(mx, std::fabs(dec[hd + 32 * b + i]));
+      r.amax.push_back(mx);
     }
   }
   return r;
@@ -186,6 +225,46 @@ TEST_P(KvQuantIsa, MatchScalarTwins) {
               << dtype_name(t) << " hd " << hd << " n " << n << " element " << i;
         }
       }
+    }
+  }
+}
+
+// Every code of each type (hand-written blocks): the scalar twin against double math over
+// to_float's rows, and this ISA against the twin.
+TEST_P(KvQuantIsa, EveryCodeOfEveryType) {
+  const kernels::KernelSet* ks = kernels::kernels_for(GetParam());
+  if (ks == nullptr) GTEST_SKIP() << "this CPU cannot run " << kernels::isa_name(GetParam());
+  const kernels::AttnKernels& ref = kernels::kernels_for(Isa::Scalar)->attn;
+  std::mt19937 rng(21);
+  const int hd = 64, n = 16;
+  for (DType t : kernels::kKvQuantTypes) {
+    const Rows r = make_raw_rows(t, hd, rng);
+    const auto q = query(hd, rng);
+    KvQuery kq;
+    kernels::kv_query_prepare(q.data(), hd, kq);
+    std::vector<float> qd(hd);
+    for (int i = 0; i < hd; ++i) qd[i] = kq.d[i / 32] * kq.q[i];
+    std::vector<float> want(n), got(n);
+    ref.for_quant(t)->score_rows(kq, r.head(), r.stride, n, want.data());
+    ks->attn.for_quant(t)->score_rows(kq, r.head(), r.stride, n, got.data());
+    for (int j = 0; j < n; ++j) {
+      double e = 0;
+      for (int i = 0; i < hd; ++i) e += double{qd[i]} * r.back[j * hd + i];
+      const double mag = score_mag(qd, r, j, hd);
+      EXPECT_NEAR(want[j], e, 8 * (hd / 32 + 4) * kEps * mag) << dtype_name(t) << " key " << j;
+      EXPECT_NEAR(got[j], want[j], 16 * (hd / 32 + 8) * kEps * mag) << dtype_name(t) << " key " << j;
+    }
+    const auto p = weights(n, rng);
+    const auto y0 = query(hd, rng);
+    std::vector<float> yw = y0, yg = y0;
+    ref.for_quant(t)->accum_rows(yw.data(), p.data(), r.head(), r.stride, n, hd / 32);
+    ks->attn.for_quant(t)->accum_rows(yg.data(), p.data(), r.head(), r.stride, n, hd / 32);
+    for (int i = 0; i < hd; ++i) {
+      double e = y0[i];
+      for (int j = 0; j < n; ++j) e += double{p[j]} * r.back[j * hd + i];
+      const double mag = accum_mag(y0, p, r, i, hd);
+      EXPECT_NEAR(yw[i], e, 4 * (n + 4) * kEps * mag) << dtype_name(t) << " element " << i;
+      EXPECT_NEAR(yg[i], yw[i], 8 * (n + 4) * kEps * mag) << dtype_name(t) << " element " << i;
     }
   }
 }
