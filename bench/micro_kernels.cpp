@@ -1,15 +1,21 @@
 // Kernel micro-benchmarks: vec_dot per type and ISA (one 4096-element row against one
-// activation row, L1-resident), and ops::matmul at 2048x2048 / 2048x8192 with 1 to 64 tokens,
-// on the file's rows (matmul/) and as load packs them (matmul_packed/, the panel layouts).
+// activation row, L1-resident), ops::matmul at 2048x2048 / 2048x8192 with 1 to 64 tokens on
+// the file's rows (matmul/) and as load packs them (matmul_packed/, the panel layouts), and one
+// decode step of ops::attention per KV type (attention/K/V/keys/head_dim/kv_heads, start-up ISA:
+// lower it with COPPICE_ISA; 8 query heads, keys in 256-cell chunks, one call per kv-head group
+// as the model makes them).
 //   micro_kernels --benchmark_filter=matmul   (threads: COPPICE_BENCH_THREADS, default 2)
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "kernels/dispatch.h"
+#include "ops/attention.h"
 #include "ops/ops.h"
 #include "util/threadpool.h"
 
@@ -106,6 +112,37 @@ void bm_matmul_packed(benchmark::State& st, DType t, int64_t n_out, int n_tok) {
   st.SetLabel(pk->name);
 }
 
+// One query token over n_keys cached cells of n_kv KV heads: K in kt, V in vt (one thread).
+void bm_attention(benchmark::State& st, DType kt, DType vt, int n_keys, int hd, int n_kv) {
+  const int n_head = 8, row = n_kv * hd, chunk = 256, group = n_head / n_kv;
+  const TypeTraits& ktt = *type_traits(kt);
+  const TypeTraits& vtt = *type_traits(vt);
+  const size_t kr = row_size(ktt, row), vr = row_size(vtt, row);
+  std::vector<uint8_t> k(kr * n_keys), v(vr * n_keys);
+  const auto kf = randn(static_cast<size_t>(row) * 64, 3), vf = randn(static_cast<size_t>(row) * 64, 4);
+  for (int j = 0; j < n_keys; ++j) {  // 64 distinct rows repeated
+    ops::store_kv_row(kf.data() + (j % 64) * row, k.data() + j * kr, row, kt);
+    ops::store_kv_row(vf.data() + (j % 64) * row, v.data() + j * vr, row, vt);
+  }
+  std::vector<ops::KvChunk> chunks;
+  for (int j = 0; j < n_keys; j += chunk) {
+    chunks.push_back({k.data() + j * kr, v.data() + j * vr, std::min(chunk, n_keys - j)});
+  }
+  ops::AttentionShape s{n_head, n_kv, hd, kt, 1.0f / std::sqrt(float(hd))};
+  s.v_type = vt;
+  const auto q = randn(static_cast<size_t>(n_head) * hd, 5);
+  std::vector<float> out(static_cast<size_t>(n_head) * hd), scratch(2 * n_head);
+  for (auto _ : st) {
+    for (int g = 0; g < n_kv; ++g) {
+      ops::attention(q.data(), chunks, s, nullptr, out.data(), scratch.data(), g * group, (g + 1) * group);
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  st.counters["KV bytes/s"] = benchmark::Counter(double(k.size() + v.size()),
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  st.SetLabel(kernels::kernel_isa_name());
+}
+
 const int kRegistered = [] {
   for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K}) {
     for (int64_t n_out : {2048, 8192}) {
@@ -113,6 +150,18 @@ const int kRegistered = [] {
         const std::string name = std::string("matmul_packed/") + dtype_name(t) + "/2048x" + std::to_string(n_out) +
                                  "/tok" + std::to_string(n_tok);
         benchmark::RegisterBenchmark(name.c_str(), bm_matmul_packed, t, n_out, n_tok)->UseRealTime();
+      }
+    }
+  }
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q5_1, DType::Q5_0,
+                  DType::Q4_1, DType::Q4_0}) {
+    for (int n_keys : {4096, 32768}) {
+      for (int hd : {64, 128}) {
+        for (int n_kv : {8, 2}) {
+          const std::string name = std::string("attention/") + dtype_name(t) + "/" + dtype_name(t) + "/" +
+                                   std::to_string(n_keys) + "/" + std::to_string(hd) + "/" + std::to_string(n_kv);
+          benchmark::RegisterBenchmark(name.c_str(), bm_attention, t, t, n_keys, hd, n_kv);
+        }
       }
     }
   }

@@ -287,6 +287,10 @@ TEST(KvCli, BadKvOptionsAreErrors) {
     EXPECT_EQ(r.status, 1) << bad;
     EXPECT_NE(r.err.find("error"), std::string::npos) << bad << ": " << r.err;
   }
+  // eval computes all positions in one pass: a policy is refused, not silently ignored.
+  const auto ev = testutil::run_cli("eval " + kStories + " --ids 1,2,3 -o - --kv-policy window --kv-budget 64");
+  EXPECT_EQ(ev.status, 1);
+  EXPECT_NE(ev.err.find("eval does not apply --kv-policy"), std::string::npos) << ev.err;
   const auto ok = testutil::run_cli(run + "--cache-type-layer 1-2=q4_0/q4_0 --cache-type-k q8_0 -v");
   EXPECT_EQ(ok.status, 0) << ok.err;
   EXPECT_NE(ok.err.find("k q8_0 / v f16"), std::string::npos) << ok.err;

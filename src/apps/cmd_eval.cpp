@@ -38,6 +38,10 @@ std::vector<int32_t> parse_ids(const std::string& s, int64_t n_vocab) {
 int eval(const EvalArgs& a) {
   const int given = !a.prompt.empty() + !a.file.empty() + !a.ids.empty();
   if (given != 1) fail("cli", "give exactly one of -p, -f or --ids");
+  // eval computes every position in one prefill: no step leaves a cache to evict from.
+  if (a.model.kv_policy != "none")
+    fail("cli", "eval does not apply --kv-policy (every position is computed in one pass); "
+                "use perplexity --kv-policy P --kv-budget N to score text decoded under a policy");
   Loaded l = load(a.model);
   std::vector<int32_t> ids;
   if (!a.ids.empty()) ids = parse_ids(a.ids, l.model->n_vocab());

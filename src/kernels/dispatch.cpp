@@ -44,7 +44,9 @@ KernelSet make_scalar() {
     ks.to_float[id] = tt.to_float;
   }
   fill_ref_gemm(ks, std::make_index_sequence<std::size(kAllTypes)>{});
-  ks.attn = {attn_ref::dot, attn_ref::axpy};
+  ks.attn.dot = attn_ref::dot;
+  ks.attn.axpy = attn_ref::axpy;
+  attn_ref::fill_quant(ks.attn);
   return ks;
 }
 

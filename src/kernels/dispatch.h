@@ -35,7 +35,7 @@ struct KernelSet {
   ToFloatFn to_float[kMaxTypeId] = {};      // dequantize by type id (reference where no SIMD)
   // By source type id: the packed layout this ISA prefers (packed.h), or nullptr (use in place).
   const PackedKernels* packed[kMaxTypeId] = {};
-  AttnKernels attn;  // score dot and value accumulation over F32 / F16 / BF16 KV rows
+  AttnKernels attn;  // score dot / value accumulation: F32 / F16 / BF16 rows, fused quantized rows
 
   const WeightKernels& for_weight(DType t) const { return weight[static_cast<uint32_t>(t)]; }
   FromFloatFn quantizer(DType t) const { return from_float[static_cast<uint32_t>(t)]; }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels/dispatch.h"
 #include "ops/kv_read.h"
@@ -31,58 +32,68 @@ void store_kv_row(const float* src, void* dst, int64_t n, DType kv_type) {
   }
 }
 
-// Blocked online softmax (flash-attention style): per query head, keys are scored a block at a
-// time, the running max and sum are rescaled once per block, then the block's values are
-// accumulated. The dot / axpy kernels are the start-up ISA's (kernels/attn.h).
+// Blocked online softmax (flash-attention style): keys are scored a block at a time, the running
+// max and sum of each query head are rescaled once per block, then the block's values are
+// accumulated. Blocks are the outer loop and the heads [h0, h1) the inner one, so a block's
+// cells are read from memory once for all the query heads that share their kv head (GQA).
+// The row kernels are the start-up ISA's (kernels/attn.h via ops/kv_read.h).
 void attention(const float* q, std::span<const KvChunk> chunks, const AttentionShape& s,
                const uint8_t* mask, float* out, float* scratch, int h0, int h1) {
-  (void)scratch;
   constexpr int kBlock = 32;  // keys per softmax update
   KvReader rd(s);
   const int hd = s.head_dim;
   const int group = s.n_head / s.n_kv_head;
   const size_t kr = rd.k_row_bytes(), vr = rd.v_row_bytes();
-  float score[kBlock];
+  thread_local std::vector<KvReader::Head> heads;  // per query head of [h0, h1)
+  if (heads.size() < static_cast<size_t>(h1 - h0)) heads.resize(static_cast<size_t>(h1 - h0));
+  float* mx = scratch;             // running max per head
+  float* sum = scratch + s.n_head;  // running sum of exp per head
   for (int h = h0; h < h1; ++h) {
-    const int kvh = h / group;
-    const float* qh = q + static_cast<int64_t>(h) * hd;
-    rd.set_query(qh, kvh);
-    float* oh = out + static_cast<int64_t>(h) * hd;
-    std::memset(oh, 0, sizeof(float) * hd);
-    float m = -INFINITY, l = 0.0f;
-    int64_t key = 0;
-    for (const KvChunk& c : chunks) {
-      const auto* kb = static_cast<const uint8_t*>(c.k) + rd.k_head_offset(kvh);
-      const auto* vb = static_cast<const uint8_t*>(c.v) + rd.v_head_offset(kvh);
-      for (int j0 = 0; j0 < c.n; j0 += kBlock) {
-        const int nb = std::min(kBlock, c.n - j0);
+    rd.set_query(heads[h - h0], q + static_cast<int64_t>(h) * hd, h / group);
+    std::memset(out + static_cast<int64_t>(h) * hd, 0, sizeof(float) * hd);
+    mx[h] = -INFINITY;
+    sum[h] = 0.0f;
+  }
+  float score[kBlock];
+  int64_t key = 0;
+  for (const KvChunk& c : chunks) {
+    const auto* kc = static_cast<const uint8_t*>(c.k);
+    const auto* vc = static_cast<const uint8_t*>(c.v);
+    for (int j0 = 0; j0 < c.n; j0 += kBlock) {
+      const int nb = std::min(kBlock, c.n - j0);
+      for (int h = h0; h < h1; ++h) {
+        const KvReader::Head& hs = heads[h - h0];
+        float* oh = out + static_cast<int64_t>(h) * hd;
+        rd.score_rows(hs, kc + hs.k_off + j0 * kr, nb, score);
         float bmax = -INFINITY;
         for (int j = 0; j < nb; ++j) {
           float sc = -INFINITY;
           if (mask == nullptr || mask[key + j0 + j]) {
-            sc = rd.score(kb + (j0 + j) * kr) * s.scale;
+            sc = score[j] * s.scale;
             if (s.softcap > 0) sc = s.softcap * std::tanh(sc / s.softcap);
           }
           score[j] = sc;
           bmax = std::max(bmax, sc);
         }
         if (bmax == -INFINITY) continue;  // every key of the block is masked
-        if (bmax > m) {
-          const float corr = std::exp(m - bmax);  // exp(-inf) = 0 on the first block
-          l *= corr;
+        if (bmax > mx[h]) {
+          const float corr = std::exp(mx[h] - bmax);  // exp(-inf) = 0 on the first block
+          sum[h] *= corr;
           for (int d = 0; d < hd; ++d) oh[d] *= corr;
-          m = bmax;
+          mx[h] = bmax;
         }
-        for (int j = 0; j < nb; ++j) {
-          if (score[j] == -INFINITY) continue;
-          const float p = std::exp(score[j] - m);
-          l += p;
-          rd.accumulate(oh, p, vb + (j0 + j) * vr);
+        for (int j = 0; j < nb; ++j) {  // p: 0 for masked keys (skipped by accumulate_rows)
+          score[j] = score[j] == -INFINITY ? 0.0f : std::exp(score[j] - mx[h]);
+          sum[h] += score[j];
         }
+        rd.accumulate_rows(hs, oh, score, vc + hs.v_off + j0 * vr, nb);
       }
-      key += c.n;
     }
-    const float inv = l > 0 ? 1.0f / l : 0.0f;
+    key += c.n;
+  }
+  for (int h = h0; h < h1; ++h) {
+    const float inv = sum[h] > 0 ? 1.0f / sum[h] : 0.0f;
+    float* oh = out + static_cast<int64_t>(h) * hd;
     for (int d = 0; d < hd; ++d) oh[d] *= inv;
   }
 }

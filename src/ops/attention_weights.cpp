@@ -12,13 +12,14 @@ void attention_weights(const float* q, std::span<const KvChunk> chunks, const At
                        int h, float* p) {
   KvReader rd(s);
   const int kvh = h / (s.n_head / s.n_kv_head);
-  rd.set_query(q + static_cast<int64_t>(h) * s.head_dim, kvh);
+  KvReader::Head hs;
+  rd.set_query(hs, q + static_cast<int64_t>(h) * s.head_dim, kvh);
   float m = -INFINITY;
   int64_t key = 0;
   for (const KvChunk& c : chunks) {
-    const auto* kb = static_cast<const uint8_t*>(c.k) + rd.k_head_offset(kvh);
+    rd.score_rows(hs, static_cast<const uint8_t*>(c.k) + hs.k_off, c.n, p + key);
     for (int j = 0; j < c.n; ++j) {
-      float sc = rd.score(kb + j * rd.k_row_bytes()) * s.scale;
+      float sc = p[key + j] * s.scale;
       if (s.softcap > 0) sc = s.softcap * std::tanh(sc / s.softcap);
       p[key + j] = sc;
       m = std::max(m, sc);

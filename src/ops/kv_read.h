@@ -1,7 +1,8 @@
 // Reads one head's cached K/V rows in any KV type (internal to ops/attention*.cpp).
-// F32/F16/BF16 use the attention dot/axpy kernels. Quantized K: the query is quantized once
-// per head to the type's dot format and scored with the type's integer dot (no dequantized
-// K). Quantized V: one head row is dequantized into a stack buffer and accumulated.
+// F32/F16/BF16 use the attention dot/axpy kernels, one row at a time. Quantized K and V use
+// the fused kernels (kernels/attn.h) over a block of rows: the query is quantized once per
+// head (KvQuery) and scored with integer dots, V blocks are widened in registers; nothing is
+// dequantized to memory.
 // Heads narrower than a block (head_dim 8 or 16: a 32-block holds several heads of a row):
 // the block holding the head is dequantized and the head's slice used (float query).
 #pragma once
@@ -39,13 +40,13 @@ class KvReader {
     v_row_ = row_size(*vt, row);
     if (k_quant_) {
       k_deq_ = ks_.to_float[static_cast<uint32_t>(kt_)];
-      k_dot_ = ks_.for_weight(kt_).vec_dot;
-      q_quant_ = ks_.quantizer(kt->vec_dot_type);
-      CP_ASSERT(k_dot_ != nullptr && q_quant_ != nullptr);
+      if (!k_sub_) k_fused_ = ks_.attn.for_quant(kt_);
+      CP_ASSERT(k_deq_ != nullptr && (k_sub_ || k_fused_ != nullptr));
     }
     if (v_quant_) {
       v_deq_ = ks_.to_float[static_cast<uint32_t>(vt_)];
-      CP_ASSERT(v_deq_ != nullptr);
+      if (!v_sub_) v_fused_ = ks_.attn.for_quant(vt_);
+      CP_ASSERT(v_deq_ != nullptr && (v_sub_ || v_fused_ != nullptr));
     }
   }
 
@@ -59,50 +60,61 @@ class KvReader {
   size_t k_row_bytes() const { return k_row_; }    // stride between cells
   size_t v_row_bytes() const { return v_row_; }
 
-  // The query head (hd floats, kept by pointer) of kv head kvh that next score() calls use.
-  void set_query(const float* qh, int kvh) {
-    qh_ = qh;
-    k_slice_ = k_sub_ ? kvh * hd_ % k_bs_ : 0;
-    v_slice_ = v_sub_ ? kvh * hd_ % v_bs_ : 0;
-    if (k_quant_ && !k_sub_) q_quant_(qh, qq_, hd_);
+  // One query head's reading state: set by set_query, used by score_rows / accumulate_rows.
+  struct Head {
+    const float* q = nullptr;  // hd floats, kept by pointer
+    size_t k_off = 0, v_off = 0;  // k_head_offset / v_head_offset of its kv head
+    int k_slice = 0, v_slice = 0;  // narrow heads: the head's slice of the block
+    kernels::KvQuery kq;           // fused K: the quantized query
+  };
+  void set_query(Head& hs, const float* qh, int kvh) const {
+    hs.q = qh;
+    hs.k_off = k_head_offset(kvh);
+    hs.v_off = v_head_offset(kvh);
+    hs.k_slice = k_sub_ ? kvh * hd_ % k_bs_ : 0;
+    hs.v_slice = v_sub_ ? kvh * hd_ % v_bs_ : 0;
+    if (k_fused_ != nullptr) kernels::kv_query_prepare(qh, hd_, hs.kq);
   }
-  float score(const void* k) {  // q . k, unscaled
-    if (!k_quant_) return ks_.attn.dot(qh_, k, hd_, kt_);
-    if (k_sub_) {
-      k_deq_(k, ktmp_, k_bs_);
-      return ks_.attn.dot(qh_, ktmp_ + k_slice_, hd_, DType::F32);
-    }
-    float s = 0.0f;
-    k_dot_(hd_, &s, k, qq_);
-    return s;
+  // out[j] = q . k_j (unscaled) for the n cells from k (the head's bytes of the first cell;
+  // cells k_row_bytes() apart).
+  void score_rows(const Head& hs, const uint8_t* k, int n, float* out) {
+    if (k_fused_ != nullptr) return k_fused_->score_rows(hs.kq, k, k_row_, n, out);
+    for (int j = 0; j < n; ++j) out[j] = score(hs, k + j * k_row_);
   }
-  void accumulate(float* y, float p, const void* v) {  // y += p * v
-    if (!v_quant_) return ks_.attn.axpy(y, p, v, hd_, vt_);
-    if (v_sub_) {
-      v_deq_(v, vtmp_, v_bs_);
-      return ks_.attn.axpy(y, p, vtmp_ + v_slice_, hd_, DType::F32);
+  // y += sum over j < n with p[j] != 0 of p[j] v_j, for the n cells from v.
+  void accumulate_rows(const Head& hs, float* y, const float* p, const uint8_t* v, int n) {
+    if (v_fused_ != nullptr) return v_fused_->accum_rows(y, p, v, v_row_, n, hd_ / 32);
+    for (int j = 0; j < n; ++j) {
+      if (p[j] != 0.0f) accumulate(hs, y, p[j], v + j * v_row_);
     }
-    v_deq_(v, vtmp_, hd_);
-    ks_.attn.axpy(y, p, vtmp_, hd_, DType::F32);
   }
 
  private:
+  float score(const Head& hs, const void* k) {  // float or narrow-head K
+    if (!k_quant_) return ks_.attn.dot(hs.q, k, hd_, kt_);
+    k_deq_(k, ktmp_, k_bs_);
+    return ks_.attn.dot(hs.q, ktmp_ + hs.k_slice, hd_, DType::F32);
+  }
+  void accumulate(const Head& hs, float* y, float p, const void* v) {  // float or narrow-head V
+    if (!v_quant_) return ks_.attn.axpy(y, p, v, hd_, vt_);
+    v_deq_(v, vtmp_, v_bs_);
+    ks_.attn.axpy(y, p, vtmp_ + hs.v_slice, hd_, DType::F32);
+  }
+
   const kernels::KernelSet& ks_;
   int hd_;
   DType kt_, vt_;
   bool k_quant_ = false, v_quant_ = false;
   bool k_sub_ = false, v_sub_ = false;  // heads narrower than a block
-  int k_bs_ = 1, v_bs_ = 1, k_slice_ = 0, v_slice_ = 0;
+  int k_bs_ = 1, v_bs_ = 1;
   size_t k_tsize_ = 0, v_tsize_ = 0;
   ToFloatFn k_deq_ = nullptr;
   size_t k_head_ = 0, k_row_ = 0, v_head_ = 0, v_row_ = 0;
-  VecDotFn k_dot_ = nullptr;
-  FromFloatFn q_quant_ = nullptr;
   ToFloatFn v_deq_ = nullptr;
-  const float* qh_ = nullptr;
-  alignas(64) uint8_t qq_[kMaxHeadDim / 32 * 40];  // quantized query head (q8_0 / q8_1 blocks)
-  alignas(64) float vtmp_[kMaxHeadDim];            // one dequantized V head row
-  alignas(64) float ktmp_[32];                     // one dequantized K block (narrow heads)
+  const kernels::KvQuantKernels* k_fused_ = nullptr;  // quantized whole-block heads
+  const kernels::KvQuantKernels* v_fused_ = nullptr;
+  alignas(64) float vtmp_[32];    // one dequantized V block (narrow heads)
+  alignas(64) float ktmp_[32];    // one dequantized K block (narrow heads)
 };
 
 }  // namespace coppice::ops
