@@ -285,3 +285,12 @@ TEST(ServerSearch, APromptThatCannotFitTheKvPoolIsAClean400) {
   EXPECT_NE(e["error"]["message"].get<std::string>().find("KV"), std::string::npos) << e.dump();
   EXPECT_EQ(h.engine->stats().kv_blocks_used, 0);
 }
+
+TEST(ServerSearch, RefusedUnderAKvEvictionPolicy) {
+  EngineOptions eo = Harness::default_engine();
+  eo.kv_policy.kind = KvPolicyKind::Window;
+  eo.kv_policy.budget = 64;
+  Harness h(eo);
+  json e = h.post({{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"search", {{"strategy", "beam"}}}}, 400);
+  EXPECT_NE(e["error"]["message"].get<std::string>().find("--kv-policy"), std::string::npos) << e.dump();
+}

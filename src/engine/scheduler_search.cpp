@@ -28,6 +28,8 @@ struct Engine::SearchTask {
 std::shared_ptr<RequestHandle> Engine::submit_search(SearchJob job, SearchDone done) {
   if (job.prompt.empty()) throw AdmissionError(400, "the prompt is empty");
   if (!job.scorer) throw AdmissionError(400, "the search has no scorer");
+  // Eviction policies track the scheduler's sequences only (and h2o observes every step).
+  if (policy_) throw AdmissionError(400, "search is not available on a server started with --kv-policy");
   if (static_cast<int64_t>(job.prompt.size()) + job.opts.max_tokens >= opts_.n_ctx)
     throw AdmissionError(400, "the prompt (" + std::to_string(job.prompt.size()) + " tokens) plus max_tokens (" +
                                   std::to_string(job.opts.max_tokens) + ") exceeds the context size " +
