@@ -34,7 +34,8 @@ echo "fuzz: no crash in ${secs}s"
 # The HTTP request parser (+ the stop-string matcher), at most 30 s, seeded with typical bodies.
 rsecs=$(( secs < 30 ? secs : 30 ))
 mkdir -p "$out/corpus_request"
-"$CXX" "${flags[@]}" fuzz/fuzz_request.cpp src/server/request.cpp src/server/stop.cpp src/engine/sampling.cpp src/engine/spec_config.cpp \
+"$CXX" "${flags[@]}" fuzz/fuzz_request.cpp src/server/request.cpp src/server/search_request.cpp src/server/stop.cpp src/engine/sampling.cpp \
+  src/engine/spec_config.cpp src/engine/search_config.cpp \
   src/engine/grammar_sampling.cpp src/grammar/*.cpp src/tokenizer/*.cpp src/formats/gguf_reader.cpp \
   src/formats/gguf_value.cpp src/util/mmap.cpp src/util/cpu.cpp "${objs[@]}" -lpcre2-8 \
   -o "$out/fuzz_request"
@@ -43,6 +44,8 @@ printf '%s' '{"model":"m","messages":[{"role":"system","content":"be brief"},{"r
 printf '%s' '{"model":"m","prompt":"Once upon a time, a little girl","max_tokens":8,"logprobs":2,"stop":"girl","seed":-1}' \
   > "$out/corpus_request/completion.json"
 printf '%s' '{"prompt":[1,403,407,261],"max_completion_tokens":4,"stop":null,"echo":true}' > "$out/corpus_request/ids.json"
+printf '%s' '{"prompt":"Q","best_of":3,"n":2,"search":{"strategy":"beam","budget":64,"n":4,"unit":"delim:.","scorer":{"type":"rules","keywords":["dog"],"rules":[{"pattern":"\\.$","weight":1}]}}}' \
+  > "$out/corpus_request/search.json"
 "$out/fuzz_request" "$out/corpus_request" -max_total_time="$rsecs" -max_len=16384 -rss_limit_mb=2048 \
   -print_final_stats=1 2>&1 | tail -n 12
 echo "fuzz: request parser, no crash in ${rsecs}s"

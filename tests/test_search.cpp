@@ -9,6 +9,8 @@
 
 #include "engine/generate.h"
 #include "engine/search.h"
+#include "formats/gguf.h"
+#include "kernels/types.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -412,5 +414,78 @@ TEST(Search, ProgressAndSharingReport) {
     EXPECT_GE(r.kv_blocks_independent, 2 * r.kv_blocks_peak) << search_kind_name(kind);
     EXPECT_GE(r.kv_blocks_peak, static_cast<int64_t>(prompt.size()) / 16);
     EXPECT_EQ(cache.blocks_used(), 0);
+  }
+}
+
+namespace {
+// stories260K plus a value head `cls.output.weight` = sum_k a_k * (output row t_k) and a bias:
+// then head . h + bias = sum_k a_k * logit[t_k] + bias, an independent computation through the
+// model's ordinary logits path.
+std::string write_value_head_model(const std::vector<std::pair<int32_t, float>>& mix, float bias,
+                                   const std::string& name) {
+  const gguf::File f = gguf::File::open(testutil::shared("models/stories260K.gguf"));
+  const gguf::TensorInfo* out = f.tensor("output.weight");
+  if (!out) out = f.tensor("token_embd.weight");
+  const int64_t E = out->ne(0);
+  const TypeTraits* tt = type_traits(out->type);
+  const size_t row_bytes = row_size(*tt, E);
+  std::vector<float> head(static_cast<size_t>(E), 0.0f), row(static_cast<size_t>(E));
+  for (const auto& [t, a] : mix) {
+    tt->to_float(out->data + static_cast<size_t>(t) * row_bytes, row.data(), E);
+    for (int64_t i = 0; i < E; ++i) head[static_cast<size_t>(i)] += a * row[static_cast<size_t>(i)];
+  }
+  std::vector<gguf::WriterTensor> ts;
+  for (const gguf::TensorInfo& t : f.tensors()) ts.push_back({t.name, t.dims, t.type, t.data, t.size});
+  ts.push_back({"cls.output.weight", {E, 1}, DType::F32, head.data(), head.size() * sizeof(float)});
+  ts.push_back({"cls.output.bias", {1}, DType::F32, &bias, sizeof(float)});
+  const std::string path = testutil::temp_path(name);
+  gguf::write_file(path, f.kvs(), ts);
+  return path;
+}
+}  // namespace
+
+TEST(SearchScorer, RewardModelValueHeadEqualsLogitMixture) {
+  Loaded& l = stories();
+  const std::vector<std::pair<int32_t, float>> mix = {{13, 0.75f}, {400, -1.5f}, {7, 0.25f}};
+  const float bias = 0.3f;
+  RewardModelOptions ro;
+  ro.templ = "Q: {prompt} A: {response}";
+  ro.judge = "no-such-token-needed";  // a value head needs no judgement token
+  auto s = make_reward_model_scorer(write_value_head_model(mix, bias, "value_head.gguf"), ro);
+  EXPECT_EQ(s->name(), "reward-value-head");
+  for (const char* response : {" there was a dog.", " a cat sat", "."}) {
+    ScoreInput in;
+    in.prompt = "Once upon a time";
+    in.text = response;
+    const double got = s->score(in);
+    const auto ids = l.tok->encode(std::string("Q: Once upon a time A: ") + response, true, false);
+    KvCache cache = make_cache(16);
+    cache.add_sequence(0);
+    std::vector<BatchToken> batch;
+    for (size_t i = 0; i < ids.size(); ++i) batch.push_back({ids[i], static_cast<int32_t>(i), 0, true});
+    std::vector<float> logits;
+    l.model->step(batch, cache, logits);
+    const float* last = logits.data() + (static_cast<int64_t>(ids.size()) - 1) * l.model->n_vocab();
+    double want = bias;
+    double scale = 0;
+    for (const auto& [t, a] : mix) want += a * last[t], scale += std::fabs(a * last[t]);
+    EXPECT_NEAR(got, want, 1e-4 * (1 + scale)) << response;
+  }
+}
+
+TEST(SearchScorer, MisShapedValueHeadIsAnError) {
+  const gguf::File f = gguf::File::open(testutil::shared("models/stories260K.gguf"));
+  std::vector<gguf::WriterTensor> ts;
+  for (const gguf::TensorInfo& t : f.tensors()) ts.push_back({t.name, t.dims, t.type, t.data, t.size});
+  const int64_t E = f.tensor("token_embd.weight")->ne(0);
+  std::vector<float> head(static_cast<size_t>(2 * E), 0.5f);  // two outputs: not a scalar value head
+  ts.push_back({"cls.output.weight", {E, 2}, DType::F32, head.data(), head.size() * sizeof(float)});
+  const std::string path = testutil::temp_path("value_head_bad.gguf");
+  gguf::write_file(path, f.kvs(), ts);
+  try {
+    make_reward_model_scorer(path, RewardModelOptions{});
+    FAIL() << "a two-output head loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cls.output.weight"), std::string::npos) << e.what();
   }
 }

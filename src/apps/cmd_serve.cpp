@@ -43,6 +43,9 @@ struct ServeArgs {
   int max_n = 16;
   bool no_prefix_cache = false;
   double shutdown_timeout = 30;
+  std::string reward_model, judge = ".", judge_template = "{prompt}{response}";
+  int max_search_n = 64;
+  int64_t max_search_budget = 1 << 16;
 };
 
 // The one place the server's chat prompt is rendered; the Jinja renderer (src/chat) replaces
@@ -105,6 +108,14 @@ int serve(ServeArgs a) {
   so.max_tokens = a.max_tokens;
   so.max_prompt_tokens = a.max_prompt;
   so.max_n = a.max_n;
+  so.search_limits.max_n = a.max_search_n;
+  so.search_limits.max_budget = a.max_search_budget;
+  if (!a.reward_model.empty()) {  // loaded once here; requests can only say "reward"
+    RewardModelOptions ro;
+    ro.templ = a.judge_template;
+    ro.judge = a.judge;
+    so.reward_scorer = make_reward_model_scorer(a.reward_model, ro);
+  }
   so.model_id = a.alias.empty() ? path.filename().string() : a.alias;
   so.model_aliases = {path.filename().string(), path.stem().string()};
   const ChatTemplate tpl = ChatTemplate::from_model(l.model->file());
@@ -161,6 +172,13 @@ Action register_serve(CLI::App& app) {
   sub->add_option("--max-prompt", a->max_prompt, "longest prompt in tokens (0: ctx size - 1)")->check(CLI::Range(0, 1 << 24));
   sub->add_option("--max-n", a->max_n, "largest n (choices per request)")->check(CLI::Range(1, 128));
   sub->add_flag("--no-prefix-cache", a->no_prefix_cache, "do not reuse KV blocks across requests");
+  sub->add_option("--reward-model", a->reward_model,
+                  "GGUF for \"search\": {\"scorer\": \"reward\"} (a value head cls.output, else log p of --judge)");
+  sub->add_option("--judge", a->judge, "reward model: judgement token text");
+  sub->add_option("--judge-template", a->judge_template, "reward model: text with {prompt} and {response}");
+  sub->add_option("--max-search-n", a->max_search_n, "largest search.n")->check(CLI::Range(1, 256));
+  sub->add_option("--max-search-budget", a->max_search_budget, "largest search.budget (generated tokens)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   sub->add_option("--shutdown-timeout", a->shutdown_timeout, "seconds in-flight requests may run after SIGTERM")->check(CLI::Range(0.0, 3600.0));
   return [a] { return serve(*a); };
 }

@@ -152,16 +152,20 @@ void Engine::loop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return stopping_ || !waiting_.empty() || !running_.empty(); });
-      if (stopping_ && (!drain_ || (running_.empty() && waiting_.empty()))) break;
+      cv_.wait(lk, [&] { return stopping_ || !waiting_.empty() || !running_.empty() || !searches_.empty(); });
+      if (stopping_ && (!drain_ || (running_.empty() && waiting_.empty() && searches_.empty()))) break;
     }
-    try {
-      iterate();
-    } catch (const Error& e) {
-      // A step failed (should not happen: rooms are made before steps). Fail every running
-      // sequence rather than the process.
-      while (!running_.empty()) finish(*running_.front(), FinishReason::Error);
+    std::shared_ptr<SearchTask> search;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (!searches_.empty()) {
+        search = searches_.front();
+        searches_.pop_front();
+        stats_.searches_queued = static_cast<int64_t>(searches_.size());
+      }
     }
+    if (search) run_search_job(*search);  // runs iterations between its own steps
+    else iterate_guarded();
   }
   while (!running_.empty()) finish(*running_.front(), FinishReason::Cancelled);
   std::deque<std::shared_ptr<Request>> left;
@@ -176,6 +180,17 @@ void Engine::loop() {
       ev.choice = c;
       r->sink(ev);
     }
+  }
+  drop_searches();
+}
+
+void Engine::iterate_guarded() {
+  try {
+    iterate();
+  } catch (const Error& e) {
+    // A step failed (should not happen: rooms are made before steps). Fail every running
+    // sequence rather than the process.
+    while (!running_.empty()) finish(*running_.front(), FinishReason::Error);
   }
 }
 

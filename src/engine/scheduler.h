@@ -16,6 +16,7 @@
 
 #include "engine/grammar_sampling.h"
 #include "engine/sampling.h"
+#include "engine/search.h"
 #include "engine/step_budget.h"
 #include "model/kv_policy.h"
 #include "model/model.h"
@@ -93,7 +94,22 @@ struct EngineStats {
   int64_t last_step_tokens = 0;
   // Speculative decoding.
   uint64_t spec_steps = 0, spec_drafted = 0, spec_accepted = 0, spec_tokens = 0;
+  // Search jobs (engine/scheduler_search.cpp).
+  int64_t searches_queued = 0, searches_running = 0;
+  uint64_t searches_done = 0, search_tokens = 0;
 };
+
+// A test-time search (engine/search.h) run by the engine between its scheduler iterations.
+struct SearchJob {
+  std::vector<int32_t> prompt;
+  std::string prompt_text;  // what the scorer sees as the prompt
+  SearchOptions opts;       // opts.branch.first_seq / between_steps are set by the engine
+  std::shared_ptr<Scorer> scorer;  // used on the engine thread only
+  std::function<void()> started;   // engine thread, once: the prompt is in and branches run
+};
+// Called once on the engine thread: the result, or the error (result null) with the HTTP
+// status it maps to (400 bad options, 503 no KV room, 499 cancelled).
+using SearchDone = std::function<void(const SearchResult* result, const std::string& error, int http_status)>;
 
 // Thrown by submit(): `http_status` says how the server should answer (400, 503).
 struct AdmissionError : Error {
@@ -109,6 +125,9 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   std::shared_ptr<RequestHandle> submit(GenRequest req, EventSink sink);
+  // Queues a search; one runs at a time, its forward steps interleaved with scheduler
+  // iterations over the same KV pool. Cancelling the handle ends it and frees its blocks.
+  std::shared_ptr<RequestHandle> submit_search(SearchJob job, SearchDone done);
   EngineStats stats() const;
   // Stops admitting; waits for running requests to finish (or cancels them when !drain).
   void shutdown(bool drain);
@@ -134,6 +153,10 @@ class Engine {
   void check_spec(const std::string& text) const;  // throws coppice::Error
   void spec_step(Seq& s);
   SeqId next_seq_id();
+  struct SearchTask;
+  void run_search_job(SearchTask& t);  // engine/scheduler_search.cpp
+  void iterate_guarded();              // iterate(), failing the running sequences on an error
+  void drop_searches();                // at shutdown: queued searches end with 503
 
   Model& model_;
   const Tokenizer& tok_;
@@ -146,6 +169,7 @@ class Engine {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Request>> waiting_;  // guarded by mu_
+  std::deque<std::shared_ptr<SearchTask>> searches_;  // guarded by mu_
   bool stopping_ = false, drain_ = true;          // guarded by mu_
   EngineStats stats_;                             // guarded by mu_ (copied out)
 

@@ -8,12 +8,6 @@
 namespace coppice {
 
 namespace {
-constexpr std::pair<SearchKind, const char*> kKinds[] = {
-    {SearchKind::BestOfN, "best-of-n"}, {SearchKind::SelfConsistency, "self-consistency"},
-    {SearchKind::Beam, "beam"},         {SearchKind::DiverseBeam, "diverse-beam"},
-    {SearchKind::Tree, "tree"},         {SearchKind::Particles, "particles"},
-};
-
 bool better(const SearchCandidate& a, const SearchCandidate& b) {
   if (a.score != b.score) return a.score > b.score;
   return a.mean_logprob > b.mean_logprob;
@@ -42,18 +36,6 @@ void vote(SearchResult& r, const std::string& pattern) {
   for (const SearchCandidate& c : r.candidates) r.answer_votes += best && c.answer == r.answer;
 }
 }  // namespace
-
-SearchKind parse_search_kind(const std::string& s) {
-  for (const auto& [k, name] : kKinds)
-    if (s == name) return k;
-  fail("search", "unknown strategy '" + s + "': expected best-of-n, self-consistency, beam, diverse-beam, tree or particles");
-}
-
-const char* search_kind_name(SearchKind k) {
-  for (const auto& [kind, name] : kKinds)
-    if (k == kind) return name;
-  return "?";
-}
 
 uint64_t SearchContext::next_seed() {
   // splitmix64 of (seed, counter): distinct, reproducible streams per forked branch.

@@ -7,35 +7,8 @@
 
 namespace coppice {
 
-StepUnit StepUnit::parse(const std::string& s) {
-  StepUnit u;
-  if (s == "token") {
-    u.kind = Kind::Token;
-  } else if (s == "line") {
-    u.kind = Kind::Line;
-    u.delim.push_back('\n');
-  } else if (s == "whole") {
-    u.kind = Kind::Whole;
-  } else if (s.rfind("delim:", 0) == 0 && s.size() > 6) {
-    u.kind = Kind::Delim;
-    const std::string raw = s.substr(6);
-    for (size_t i = 0; i < raw.size(); ++i) {  // "\n" and "\\" escapes (shells pass them raw)
-      if (raw[i] == '\\' && i + 1 < raw.size() && (raw[i + 1] == 'n' || raw[i + 1] == '\\')) {
-        u.delim += raw[i + 1] == 'n' ? '\n' : '\\';
-        ++i;
-      } else {
-        u.delim += raw[i];
-      }
-    }
-  } else {
-    fail("search", "step unit '" + s + "': expected token, line, whole or delim:STR");
-  }
-  return u;
-}
-
 BranchSet::BranchSet(Model& model, KvCache& cache, const Tokenizer& tok, BranchOptions opts)
-    : model_(model), cache_(cache), tok_(tok), opts_(opts), next_seq_(opts.first_seq),
-      base_blocks_(cache.blocks_used()) {
+    : model_(model), cache_(cache), tok_(tok), opts_(opts), next_seq_(opts.first_seq) {
   if (opts_.max_tokens < 1) fail("search", "max tokens per branch must be >= 1, got " + std::to_string(opts_.max_tokens));
 }
 
@@ -112,6 +85,14 @@ void BranchSet::kill(int id) {
   branches_[id].reset();
 }
 
+int64_t BranchSet::blocks_used() const {
+  std::vector<int32_t> ids;
+  for (const auto& b : branches_)
+    if (b) ids.insert(ids.end(), cache_.block_table(b->seq).begin(), cache_.block_table(b->seq).end());
+  std::sort(ids.begin(), ids.end());
+  return std::unique(ids.begin(), ids.end()) - ids.begin();
+}
+
 int64_t BranchSet::blocks_independent() const {
   const int64_t bs = cache_.block_size();
   int64_t n = 0;
@@ -182,6 +163,7 @@ int BranchSet::advance(std::span<const int> ids, const StepUnit& unit, int64_t b
                                    logits_.begin() + static_cast<int64_t>(r + 1) * V);
     }
     note_peaks();
+    if (opts_.between_steps) opts_.between_steps();
     active.swap(still);
   }
   return generated;

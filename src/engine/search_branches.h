@@ -5,6 +5,7 @@
 // token goes into the same forward pass.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -46,6 +47,9 @@ struct BranchOptions {
   int n_batch = 512;     // prompt prefill chunk
   bool stop_at_eog = true;
   SeqId first_seq = 0;   // sequence ids start here (a cache shared with other users)
+  // Called after every forward step of advance(): the server's engine runs one scheduler
+  // iteration here, so ordinary requests keep decoding. It may throw to abandon the search.
+  std::function<void()> between_steps;
 };
 
 class BranchSet {
@@ -73,9 +77,10 @@ class BranchSet {
   int64_t tokens_spent() const { return spent_; }
   int n_prompt() const { return static_cast<int>(prompt_.size()); }
   const std::vector<int32_t>& prompt() const { return prompt_; }
-  // KV accounting: blocks held now, and what the live branches would hold as independent
-  // requests (each its own copy of prompt + tokens); peaks over the search.
-  int64_t blocks_used() const { return cache_.blocks_used() - base_blocks_; }
+  // KV accounting: distinct blocks the live branches hold now (a cache shared with other
+  // users counts only these), and what they would hold as independent requests (each its own
+  // copy of prompt + tokens); peaks over the search.
+  int64_t blocks_used() const;
   int64_t blocks_independent() const;
   int64_t peak_blocks() const { return peak_blocks_; }
   int64_t peak_independent() const { return peak_independent_; }
@@ -92,7 +97,6 @@ class BranchSet {
   std::vector<std::unique_ptr<Branch>> branches_;  // by id; null once killed
   SeqId next_seq_ = 0;
   int64_t spent_ = 0;
-  int64_t base_blocks_ = 0;
   int64_t peak_blocks_ = 0, peak_independent_ = 0, n_steps_ = 0;
   std::vector<BatchToken> batch_;
   std::vector<int> rows_;      // branch id of each batch entry

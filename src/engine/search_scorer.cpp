@@ -1,8 +1,5 @@
 #include "engine/search_scorer.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <array>
 #include <cerrno>
 #include <cmath>
@@ -19,69 +16,6 @@
 #include "util/error.h"
 
 namespace coppice {
-
-// ---- Regex ----
-
-Regex::Regex(const std::string& pattern) : pattern_(pattern) {
-  int err = 0;
-  PCRE2_SIZE off = 0;
-  code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                        PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &off, nullptr);
-  if (!code_) {
-    PCRE2_UCHAR msg[256];
-    pcre2_get_error_message(err, msg, sizeof msg);
-    fail("search", "regex '" + pattern + "': " + reinterpret_cast<char*>(msg) + " at offset " + std::to_string(off));
-  }
-}
-
-Regex::~Regex() { pcre2_code_free(static_cast<pcre2_code*>(code_)); }
-
-namespace {
-// Calls f(match_data, rc) for every non-overlapping match; f returns false to stop.
-template <typename F>
-void for_each_match(const pcre2_code* code, std::string_view s, F&& f) {
-  pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
-  const auto* subj = reinterpret_cast<PCRE2_SPTR>(s.data());
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    const int rc = pcre2_match(code, subj, s.size(), pos, 0, md, nullptr);
-    if (rc < 0) break;  // no match (or a match error: treated as no further match)
-    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-    if (!f(ov, rc)) break;
-    pos = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
-  }
-  pcre2_match_data_free(md);
-}
-}  // namespace
-
-bool Regex::matches(std::string_view s) const {
-  bool hit = false;
-  for_each_match(static_cast<const pcre2_code*>(code_), s, [&](const PCRE2_SIZE*, int) {
-    hit = true;
-    return false;
-  });
-  return hit;
-}
-
-bool Regex::extract_last(std::string_view s, std::string& out) const {
-  bool hit = false;
-  for_each_match(static_cast<const pcre2_code*>(code_), s, [&](const PCRE2_SIZE* ov, int rc) {
-    const int g = rc > 1 && ov[2] != PCRE2_UNSET ? 1 : 0;
-    out.assign(s.substr(ov[2 * g], ov[2 * g + 1] - ov[2 * g]));
-    hit = true;
-    return true;
-  });
-  return hit;
-}
-
-std::string keyword_pattern(const std::string& word) {
-  std::string p;
-  for (char c : word) {
-    if (std::string_view("\\^$.|?*+()[]{}").find(c) != std::string_view::npos) p += '\\';
-    p += c;
-  }
-  return p;
-}
 
 // ---- Scorers ----
 
@@ -167,6 +101,8 @@ class RewardModelScorer : public Scorer {
     mo.n_threads = o.n_threads;
     model_ = Model::load(path, mo);
     tok_ = Tokenizer::from_gguf(model_->file());
+    head_ = read_value_head(*model_, bias_);
+    if (!head_.empty()) return;  // a value head scores; no judgement token needed
     judge_ = tok_->find_token(o.judge);
     if (judge_ < 0) {
       const auto ids = tok_->encode(o.judge, false, false);
@@ -184,10 +120,11 @@ class RewardModelScorer : public Scorer {
     if (ids.empty()) fail("search", "the reward model's input tokenized to nothing");
     KvCache cache = model_->make_cache(static_cast<int64_t>(ids.size()) + 1);
     cache.add_sequence(0);
+    if (!head_.empty()) return value_head_score(*model_, cache, 0, ids, head_, bias_);
     prefill(*model_, cache, 0, ids, 512, false, logits_);
     return Sampler::logprob_of(logits_, judge_);
   }
-  std::string name() const override { return "reward-model"; }
+  std::string name() const override { return head_.empty() ? "reward-model" : "reward-value-head"; }
 
  private:
   static void replace(std::string& s, std::string_view key, std::string_view with) {
@@ -198,6 +135,8 @@ class RewardModelScorer : public Scorer {
   std::unique_ptr<Tokenizer> tok_;
   int32_t judge_ = -1;
   std::vector<float> logits_;  // [n_vocab] of the reward model
+  std::vector<float> head_;    // [n_embd] value head (cls.output.weight), empty: none
+  float bias_ = 0;             // cls.output.bias
 };
 
 }  // namespace

@@ -71,8 +71,17 @@ struct RewardModelOptions {
   std::string judge = ".";  // judgement token (its text; must be one token of the reward model)
   int n_threads = 0;
 };
-// Score = the reward model's log p(judge | templ(prompt, candidate)). The reward model owns
-// its own KV cache; each call evaluates the whole text (no reuse between candidates).
+// Score = the reward model's log p(judge | templ(prompt, candidate)), or, when the GGUF has a
+// value head (`cls.output.weight` [n_embd] or [n_embd][1], optional `cls.output.bias` [1]: the
+// names llama.cpp gives classifier heads), head . final-normed hidden state of the last token
+// + bias. The reward model owns its own KV cache; each call evaluates the whole text.
 std::unique_ptr<Scorer> make_reward_model_scorer(const std::string& gguf_path, const RewardModelOptions& o);
+
+// Value heads (engine/search_value_head.cpp). The head as floats ([n_embd]) and its bias, or
+// an empty vector when the model has none; a mis-shaped head throws coppice::Error.
+std::vector<float> read_value_head(const Model& m, float& bias);
+// Prefills `ids` into sequence `seq` and returns head . (final-normed hidden of the last token) + bias.
+double value_head_score(Model& m, KvCache& cache, SeqId seq, std::span<const int32_t> ids,
+                        std::span<const float> head, float bias);
 
 }  // namespace coppice

@@ -46,6 +46,7 @@ class KvCache {
   int length(SeqId id) const;                  // cells in use
   int32_t position(SeqId id, int cell) const;  // RoPE position of a cell
   std::span<const int32_t> positions(SeqId id) const;  // [length] every cell's position
+  std::span<const int32_t> block_table(SeqId id) const { return seq(id).blocks; }  // physical ids
 
   // Appends cells with the given positions; returns false (and changes nothing) when the pool
   // cannot supply the blocks. Copies a shared last block before it is written (COW).

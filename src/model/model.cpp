@@ -122,6 +122,7 @@ void Model::step(std::span<const BatchToken> batch, KvCache& cache, std::vector<
     ops::rmsnorm(s_.x.data() + i * E, w_.output_norm.data(), s_.xn.data() + n_out * E, E, cfg_.rms_eps);
     ++n_out;
   }
+  if (opts.hidden) opts.hidden->assign(s_.xn.begin(), s_.xn.begin() + n_out * E);
   logits.resize(static_cast<size_t>(n_out) * cfg_.n_vocab);
   if (n_out > 0) ops::matmul(w_.output, s_.xn.data(), n_out, logits.data(), *pool_, s_.act);
   if (cfg_.final_softcap > 0) ops::softcap(logits.data(), static_cast<int64_t>(logits.size()), cfg_.final_softcap);

@@ -29,6 +29,7 @@ struct BatchToken {
 // Per-step switches for self-speculation drafts.
 struct StepOptions {
   std::span<const uint8_t> skip_layers;  // [n_layer] or empty: 1 = layer skipped (x passes through)
+  std::vector<float>* hidden = nullptr;  // out: [n_wanted][n_embd] final-normed rows (value heads)
 };
 
 // Sees the input of the weight matrices of each layer (pruning calibration: Wanda's

@@ -1,6 +1,7 @@
 // The generation endpoints: parse -> tokenize -> Engine::submit -> stream (SSE) or collect
 // (JSON) the exchange's pieces. The response body is produced by a content provider that
 // polls the connection, so a client that goes away cancels its request within ~50 ms.
+#include <algorithm>
 #include <chrono>
 
 #include "server/exchange.h"
@@ -27,6 +28,8 @@ struct Flight {
   bool opened = false, completed = false, client_gone = false;
   Clock::time_point arrival;
   std::string client;
+  int best_of = 0, keep_n = 1;  // best_of > n: keep the keep_n best candidates
+  bool show_logprobs = false;
 };
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
@@ -52,6 +55,7 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
   lim.n_vocab = tok.n_vocab();
   lim.max_tokens = cap;
   lim.max_n = opts.max_n;
+  lim.search = opts.search_limits;
 
   auto f = std::make_shared<Flight>();
   f->arrival = arrival;
@@ -85,11 +89,25 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
 
     GenRequest g = r.gen;
     g.prompt = std::move(ids);
+    if (r.search) {
+      generate_search(res, ep, id, r, std::move(g), arrival, req.remote_addr);
+      return;
+    }
     if (g.max_tokens == 0) g.max_tokens = cap;
+    // best_of: every candidate runs as a choice of one request (shared prefill); the n with
+    // the best mean token log-prob are returned (ResponseBuilder::keep_best).
+    f->best_of = r.best_of > g.n ? r.best_of : 0;
+    const bool want_logprobs = r.logprobs || f->best_of > 0;
+    f->keep_n = g.n;
+    f->show_logprobs = r.logprobs;
+    if (f->best_of) {
+      g.n = f->best_of;
+      g.top_logprobs = std::max(g.top_logprobs, 0);
+    }
     Exchange::Options xo;
     xo.n = g.n;
     xo.stop = r.stop;
-    xo.logprobs = r.logprobs;
+    xo.logprobs = want_logprobs;
     xo.prime = std::move(prime);
     f->ex = std::make_shared<Exchange>(tok, std::move(xo), &metrics, arrival);
     f->stream = r.stream;
@@ -99,7 +117,7 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
     f->meta.created = std::chrono::duration_cast<std::chrono::seconds>(
                           std::chrono::system_clock::now().time_since_epoch()).count();
     f->meta.model = r.model.empty() ? opts.model_id : r.model;
-    f->meta.logprobs = r.logprobs;
+    f->meta.logprobs = want_logprobs;
     f->meta.n = g.n;
     try {
       f->handle = engine.submit(std::move(g), Exchange::sink(f->ex));
@@ -133,6 +151,7 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
       }
     } else {
       for (const Piece& p : pieces) f->builder->add(p);
+      if (done && f->best_of) f->builder->keep_best(f->keep_n, f->show_logprobs);
       if (done) out = dump_json(f->builder->body(f->ex->usage()));
     }
     if (!out.empty() && !sink.write(out.data(), out.size())) {

@@ -294,6 +294,10 @@ ApiRequest parse(std::string_view body, Endpoint ep, const ParseLimits& lim) {
       } catch (const Error& e) {
         bad(key, e.what());
       }
+    } else if (key == "best_of" && !chat) {
+      r.best_of = static_cast<int>(integer(key, v, 1, lim.max_best_of));
+    } else if (key == "search") {  // extension: test-time search (server/search_request.h)
+      r.search = parse_search_object(v, lim.search);
     } else {
       bad(key, "unsupported field '" + key + "' for " + endpoint_path(ep), "unknown_field");
     }
@@ -305,6 +309,18 @@ ApiRequest parse(std::string_view body, Endpoint ep, const ParseLimits& lim) {
   if (has_stream_options && !r.stream) bad("stream_options", "'stream_options' is only allowed when 'stream' is true");
   if (chat && top_logprobs >= 0 && !r.logprobs) bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
   if (r.logprobs) r.gen.top_logprobs = static_cast<int>(std::max<int64_t>(top_logprobs, 0));
+  if (r.best_of > 0) {  // OpenAI: best_of >= n, and no streaming (candidates are ranked at the end)
+    if (r.best_of < r.gen.n)
+      bad("best_of", "'best_of' (" + std::to_string(r.best_of) + ") must be at least 'n' (" + std::to_string(r.gen.n) + ")");
+    if (r.stream && r.best_of > 1) bad("best_of", "'best_of' cannot be used with 'stream': true");
+    if (r.search) bad("best_of", "'best_of' cannot be combined with 'search' (use search.strategy best-of-n)");
+  }
+  if (r.search) {
+    if (r.stream) bad("search", "'search' cannot be used with 'stream': true (candidates are ranked at the end)");
+    if (r.logprobs) bad("search", "'search' does not return logprobs");
+    if (r.gen.grammar) bad("search", "'search' cannot be combined with a grammar or response_format");
+    if (!r.stop.empty()) bad("search", "'search' cannot be combined with 'stop' (use search.unit for steps)");
+  }
   const std::string err = validate(sp);
   if (!err.empty()) bad("", err);
   return r;

@@ -4,6 +4,7 @@
 // the parser is fuzzed on its own (fuzz/fuzz_request.cpp).
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -11,6 +12,7 @@
 
 #include "engine/scheduler.h"
 #include "server/api_error.h"
+#include "server/search_request.h"
 
 namespace coppice::server {
 
@@ -35,6 +37,8 @@ struct ApiRequest {
   bool include_usage = false;         // stream_options.include_usage
   bool logprobs = false;              // any logprobs wanted (gen.top_logprobs >= 0)
   std::string user;
+  int best_of = 0;                    // completions: candidates generated, the n best returned (0: n)
+  std::optional<SearchSpec> search;   // extension: a test-time search instead of sampling
 };
 
 struct ParseLimits {
@@ -44,6 +48,8 @@ struct ParseLimits {
   int max_top_logprobs = 20;
   size_t max_stop_len = 256;     // bytes per stop string
   size_t max_messages = 4096;
+  int max_best_of = 32;          // cap on best_of
+  SearchLimits search;
 };
 
 // Never throws: a value or an ApiError.

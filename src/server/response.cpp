@@ -1,5 +1,8 @@
 #include "server/response.h"
 
+#include <algorithm>
+#include <limits>
+
 namespace coppice::server {
 
 using json = nlohmann::json;
@@ -113,6 +116,22 @@ void ResponseBuilder::add(const Piece& p) {
   c.text += p.text;
   c.tokens.insert(c.tokens.end(), p.tokens.begin(), p.tokens.end());
   if (p.finish != FinishReason::None) c.finish = p.finish;
+}
+
+void ResponseBuilder::keep_best(int n, bool show_logprobs) {
+  std::vector<std::pair<double, size_t>> rank;  // (mean logprob, choice)
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    double sum = 0;
+    for (const TokenInfo& t : choices_[i].tokens) sum += t.logprob;
+    const size_t k = choices_[i].tokens.size();
+    rank.emplace_back(k ? sum / static_cast<double>(k) : -std::numeric_limits<double>::infinity(), i);
+  }
+  std::stable_sort(rank.begin(), rank.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<Choice> best;
+  for (size_t i = 0; i < rank.size() && static_cast<int>(i) < n; ++i) best.push_back(std::move(choices_[rank[i].second]));
+  choices_ = std::move(best);
+  meta_.n = static_cast<int>(choices_.size());
+  meta_.logprobs = show_logprobs;
 }
 
 json ResponseBuilder::body(const Usage& u) const {

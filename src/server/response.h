@@ -49,6 +49,9 @@ class ResponseBuilder {
   explicit ResponseBuilder(ResponseMeta meta);
   void add(const Piece& p);
   nlohmann::json body(const Usage& u) const;
+  // best_of: keeps the n choices with the highest mean token log-prob (the tokens' logprobs
+  // must have been collected; an empty choice ranks last), renumbered in that order.
+  void keep_best(int n, bool show_logprobs);
 
  private:
   struct Choice {

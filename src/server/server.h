@@ -33,6 +33,10 @@ struct ServerOptions {
   std::string model_id = "model";   // listed by /v1/models, accepted as "model"
   std::vector<std::string> model_aliases;  // also accepted as "model"
   ChatRenderer render_chat;         // needed for /v1/chat/completions
+  // The reward model that `"search": {"scorer": "reward"}` uses (serve --reward-model); null:
+  // none. Called on the engine thread only (one search runs at a time).
+  std::shared_ptr<Scorer> reward_scorer;
+  SearchLimits search_limits;
   // One JSON line per request; null: stderr.
   std::function<void(const std::string&)> log;
 };

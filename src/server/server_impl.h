@@ -33,6 +33,10 @@ struct Server::Impl {
 
   void routes();
   void generate(const httplib::Request& req, httplib::Response& res, Endpoint ep);
+  // The `search` extension (server/search_endpoint.cpp): g holds the prompt and sampling.
+  // Throws ApiError for what fails before the search starts.
+  void generate_search(httplib::Response& res, Endpoint ep, const std::string& id, const ApiRequest& r,
+                       GenRequest g, std::chrono::steady_clock::time_point arrival, const std::string& client);
   void send_error(httplib::Response& res, const ApiError& e) const;
   // Adds a unix-ms timestamp and writes one JSON line.
   void log_line(nlohmann::json line) const;
