@@ -142,15 +142,16 @@ const PackedKernels* kernels_for(Isa isa, DType source) {
   if (coppice::kernels::kernels_for(isa) == nullptr) return nullptr;
   if (isa == Isa::Avx512)
     return source == DType::F16 ? &avx512::kF16 : source == DType::BF16 ? &avx512::kBF16 : &avx512::kQ8;
-  // AVX2 has no fast kernel yet: the scalar twin
+  if (isa == Isa::Avx2)
+    return source == DType::F16 ? &avx2::kF16 : source == DType::BF16 ? &avx2::kBF16 : &avx2::kQ8;
   return source == DType::F16 ? &kRefF16 : source == DType::BF16 ? &kRefBF16 : &kRefQ8;
 }
 
-// Only where a SIMD kernel exists: the scalar twin is slower than the dense SIMD kernels, so
-// other ISAs keep the dense rows.
+// Only where a SIMD kernel exists (AVX-512, AVX2): the scalar twin is slower than the dense
+// SIMD kernels, so other ISAs keep the dense rows.
 const PackedKernels* best(DType source) {
   const Isa isa = coppice::kernels::kernels().isa;
-  return isa == Isa::Avx512 ? kernels_for(isa, source) : nullptr;
+  return isa == Isa::Avx512 || isa == Isa::Avx2 ? kernels_for(isa, source) : nullptr;
 }
 
 }  // namespace coppice::kernels::sparse24

@@ -51,4 +51,7 @@ const PackedKernels* best(DType source);
 namespace avx512 {
 extern const PackedKernels kF16, kBF16, kQ8;
 }
+namespace avx2 {
+extern const PackedKernels kF16, kBF16, kQ8;
+}
 }  // namespace coppice::kernels::sparse24
