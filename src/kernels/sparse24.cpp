@@ -147,11 +147,13 @@ const PackedKernels* kernels_for(Isa isa, DType source) {
   return source == DType::F16 ? &kRefF16 : source == DType::BF16 ? &kRefBF16 : &kRefQ8;
 }
 
-// Only where a SIMD kernel exists (AVX-512, AVX2): the scalar twin is slower than the dense
-// SIMD kernels, so other ISAs keep the dense rows.
+// Only AVX-512 at load. The scalar twin is slower than the dense SIMD kernels; the AVX2 kernel
+// decodes faster than dense AVX2 (1.36x on the 1.1B F16 model) but its gemm, one vpermps pair
+// and blend per FMA, prefills at 0.66x (bench/RESULTS.md): AVX2 keeps the dense rows until it
+// has a gemm that expands a row chunk once per tile.
 const PackedKernels* best(DType source) {
   const Isa isa = coppice::kernels::kernels().isa;
-  return isa == Isa::Avx512 || isa == Isa::Avx2 ? kernels_for(isa, source) : nullptr;
+  return isa == Isa::Avx512 ? kernels_for(isa, source) : nullptr;
 }
 
 }  // namespace coppice::kernels::sparse24
