@@ -219,6 +219,9 @@ PruneReport prune_file(const std::string& in, const std::string& out, const Prun
     if (opts.experts_keep < 0 || opts.experts_keep > c.n_expert)
       fail("prune", "experts: --experts-keep " + std::to_string(opts.experts_keep) + " is outside 1.." +
                         std::to_string(c.n_expert) + " (the model's expert_count)");
+    if (opts.experts_keep == 0 && c.n_expert - std::llround(opts.sparsity * static_cast<double>(c.n_expert)) < 1)
+      fail("prune", "experts: --sparsity " + std::to_string(opts.sparsity) + " would remove all " +
+                        std::to_string(c.n_expert) + " experts of a layer; at least one must stay");
     ExpertStats stats(static_cast<int>(c.n_layer), static_cast<int>(c.n_expert));
     run_calibration_source(*model, opts, stats, note);
     model.reset();
