@@ -1,5 +1,6 @@
-// `coppice prune IN OUT --method magnitude|wanda|nm [--sparsity S] [--nm 2:4] [--calib FILE]`:
-// sparsify the layer matrices of a GGUF (engine/prune.h). Progress on stderr when a terminal.
+// `coppice prune IN OUT --method magnitude|wanda|nm|structured|experts [--sparsity S] [--nm 2:4]
+// [--experts-keep K] [--calib FILE]`: sparsify the layer matrices of a GGUF, or remove FFN
+// channels / heads / MoE experts (engine/prune.h). Progress on stderr when a terminal.
 
 #include <cstdio>
 
@@ -16,7 +17,7 @@ struct PruneArgs {
   std::string in, out, method = "wanda", nm = "2:4", calib, eval;
   int eval_ctx = 128, eval_chunks = 8;
   double sparsity = 0.5;
-  int calib_tokens = 2048, calib_ctx = 256, threads = 0;
+  int calib_tokens = 2048, calib_ctx = 256, threads = 0, experts_keep = 0;
   uint64_t seed = 42;
   bool nm_magnitude = false;
 };
@@ -27,7 +28,10 @@ int prune(const PruneArgs& a) {
   else if (a.method == "wanda") o.method = PruneMethod::Wanda;
   else if (a.method == "nm") o.method = PruneMethod::NM;
   else if (a.method == "structured") o.method = PruneMethod::Structured;
-  else fail("prune", "unknown method '" + a.method + "'; valid: magnitude, wanda, nm, structured");
+  else if (a.method == "experts") o.method = PruneMethod::Experts;
+  else fail("prune", "unknown method '" + a.method + "'; valid: magnitude, wanda, nm, structured, experts");
+  if (a.experts_keep > 0 && o.method != PruneMethod::Experts)
+    fail("prune", "--experts-keep needs --method experts");
   if (o.method == PruneMethod::NM) {
     int n = 0, m = 0;
     char tail = 0;
@@ -37,6 +41,7 @@ int prune(const PruneArgs& a) {
     o.nm_m = m;
   }
   o.sparsity = a.sparsity;
+  o.experts_keep = a.experts_keep;
   o.nm_magnitude = a.nm_magnitude;
   o.calib_file = a.calib;
   o.calib_tokens = a.calib_tokens;
@@ -55,12 +60,22 @@ int prune(const PruneArgs& a) {
   bar.finish();
   std::printf("pruned %s -> %s (%s", a.in.c_str(), a.out.c_str(), a.method.c_str());
   if (o.method == PruneMethod::NM) std::printf(" %d:%d", o.nm_n, o.nm_m);
+  else if (o.method == PruneMethod::Experts) std::printf(", %lld of %lld experts kept", static_cast<long long>(r.experts_after), static_cast<long long>(r.experts_before));
   else std::printf(", sparsity %.2f", o.sparsity);
   std::printf(") in %.2f s\n", r.seconds);
   if (r.calib_tokens > 0) std::printf("  calibration: %lld tokens\n", static_cast<long long>(r.calib_tokens));
+  if (o.method == PruneMethod::Experts) {
+    std::printf("  experts per layer: %lld -> %lld (used per token: %lld)\n", static_cast<long long>(r.experts_before),
+                static_cast<long long>(r.experts_after), static_cast<long long>(r.experts_used));
+    for (size_t il = 0; il < r.experts_kept.size(); ++il) {
+      std::printf("  layer %zu kept:", il);
+      for (int e : r.experts_kept[il]) std::printf(" %d", e);
+      std::printf("\n");
+    }
+  }
   std::printf("  matrices: %zu of %zu tensors, %lld of %lld weights %s (%.2f%%)\n", r.n_pruned,
               r.n_tensors, static_cast<long long>(r.n_zeros), static_cast<long long>(r.n_weights),
-              o.method == PruneMethod::Structured ? "removed" : "zero",
+              o.method == PruneMethod::Structured || o.method == PruneMethod::Experts ? "removed" : "zero",
               r.n_weights > 0 ? 100.0 * static_cast<double>(r.n_zeros) / static_cast<double>(r.n_weights) : 0.0);
   std::printf("  file: %.2f MiB -> %.2f MiB\n", static_cast<double>(r.in_file_bytes) / 1048576.0,
               static_cast<double>(r.out_file_bytes) / 1048576.0);
@@ -87,11 +102,12 @@ int prune(const PruneArgs& a) {
 
 Action register_prune(CLI::App& app) {
   auto a = std::make_shared<PruneArgs>();
-  CLI::App* sub = app.add_subcommand("prune", "sparsify a GGUF's layer matrices (magnitude, wanda, N:M)");
+  CLI::App* sub = app.add_subcommand("prune", "sparsify a GGUF's layer matrices (magnitude, wanda, N:M) or remove channels, heads, MoE experts");
   sub->add_option("IN", a->in, "input GGUF (F32/F16/BF16/Q8_0 matrices)")->required();
   sub->add_option("OUT", a->out, "output GGUF")->required();
-  sub->add_option("--method", a->method, "magnitude, wanda (|W| x ||X||), nm (N:M by the Wanda score), structured (FLAP: FFN channels + KV groups)");
-  sub->add_option("--sparsity", a->sparsity, "fraction of each row zeroed (magnitude, wanda); of FFN channels and KV groups removed (structured)")->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--method", a->method, "magnitude, wanda (|W| x ||X||), nm (N:M by the Wanda score), structured (FLAP: FFN channels + KV groups), experts (MoE: drop the least used experts)");
+  sub->add_option("--sparsity", a->sparsity, "fraction of each row zeroed (magnitude, wanda); of FFN channels and KV groups removed (structured); of each layer's experts removed (experts)")->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--experts-keep", a->experts_keep, "experts: keep this many experts per layer (instead of --sparsity)")->check(CLI::Range(1, 1 << 16));
   sub->add_option("--nm", a->nm, "N:M pattern for --method nm (default 2:4)");
   sub->add_flag("--nm-magnitude", a->nm_magnitude, "nm: score by |W| only (no calibration run)");
   sub->add_option("--calib", a->calib, "calibration text file (default: sampled from the model)");

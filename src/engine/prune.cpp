@@ -1,5 +1,6 @@
 #include "engine/prune.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -40,6 +41,7 @@ const char* method_name(PruneMethod m) {
     case PruneMethod::Magnitude: return "magnitude";
     case PruneMethod::Wanda: return "wanda";
     case PruneMethod::Structured: return "structured";
+    case PruneMethod::Experts: return "experts";
     default: return "nm";
   }
 }
@@ -47,6 +49,30 @@ const char* method_name(PruneMethod m) {
 // Zeros stay exact when the rows go back to these types (q8_0: symmetric codes, 0 -> 0).
 bool maskable_type(DType t) {
   return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0;
+}
+
+// Runs the calibration text (or tokens the model samples itself) with `obs` attached.
+void run_calibration_source(Model& model, const PruneOptions& opts, ActivationObserver& obs,
+               const std::function<void(const std::string&)>& note) {
+  const int ctx = std::max(8, opts.calib_ctx);
+  const std::unique_ptr<Tokenizer> tok = Tokenizer::from_gguf(model.file());
+  if (!opts.calib_file.empty()) {
+    std::vector<int32_t> tokens = tok->encode(read_file(opts.calib_file), true, false);
+    if (static_cast<int>(tokens.size()) > opts.calib_tokens) tokens.resize(static_cast<size_t>(opts.calib_tokens));
+    if (tokens.empty()) fail("prune", opts.calib_file + ": no calibration tokens");
+    note("calibrating on " + std::to_string(tokens.size()) + " tokens of " + opts.calib_file);
+    run_calibration(model, tokens, ctx, obs);
+  } else {
+    note("calibrating on " + std::to_string(opts.calib_tokens) + " tokens sampled from the model");
+    model.set_observer(&obs);
+    try {
+      self_generated_tokens(model, *tok, opts.calib_tokens, ctx, opts.seed);
+    } catch (...) {
+      model.set_observer(nullptr);
+      throw;
+    }
+    model.set_observer(nullptr);
+  }
 }
 
 }  // namespace
@@ -118,7 +144,7 @@ std::vector<double> ActivationNorms::variances(int il, MatInput site) const {
   return v;
 }
 
-void run_calibration(Model& model, const std::vector<int32_t>& tokens, int n_ctx, ActivationNorms& norms) {
+void run_calibration(Model& model, const std::vector<int32_t>& tokens, int n_ctx, ActivationObserver& norms) {
   KvCache cache = model.make_cache(n_ctx);
   std::vector<float> logits;
   model.set_observer(&norms);
@@ -184,6 +210,27 @@ PruneReport prune_file(const std::string& in, const std::string& out, const Prun
   const gguf::File f = gguf::File::open(in);
   PruneReport rep;
 
+  if (opts.method == PruneMethod::Experts) {
+    ModelOptions mo;
+    mo.n_threads = opts.n_threads;
+    std::unique_ptr<Model> model = Model::load(in, mo);
+    const ModelConfig c = model->config();  // a copy: the model is released before writing
+    if (c.n_expert == 0) fail("prune", "experts: " + in + " is not a mixture-of-experts model (no expert_count)");
+    if (opts.experts_keep < 0 || opts.experts_keep > c.n_expert)
+      fail("prune", "experts: --experts-keep " + std::to_string(opts.experts_keep) + " is outside 1.." +
+                        std::to_string(c.n_expert) + " (the model's expert_count)");
+    if (opts.experts_keep == 0 && c.n_expert - std::llround(opts.sparsity * static_cast<double>(c.n_expert)) < 1)
+      fail("prune", "experts: --sparsity " + std::to_string(opts.sparsity) + " would remove all " +
+                        std::to_string(c.n_expert) + " experts of a layer; at least one must stay");
+    ExpertStats stats(static_cast<int>(c.n_layer), static_cast<int>(c.n_expert));
+    run_calibration_source(*model, opts, stats, note);
+    model.reset();
+    PruneReport r = prune_experts(f, out, opts, stats);
+    for (int il = 0; il < static_cast<int>(c.n_layer); ++il) r.calib_tokens = std::max(r.calib_tokens, stats.tokens(il));
+    r.seconds = now_s() - t0;
+    return r;
+  }
+
   // Check every matrix first: the output is written only when all can be pruned.
   for (const gguf::TensorInfo& t : f.tensors()) {
     if (!prunable_tensor(t.name, nullptr, nullptr) || opts.method == PruneMethod::Structured) continue;
@@ -203,21 +250,7 @@ PruneReport prune_file(const std::string& in, const std::string& out, const Prun
     mo.n_threads = opts.n_threads;
     std::unique_ptr<Model> model = Model::load(in, mo);
     norms = std::make_unique<ActivationNorms>(static_cast<int>(model->config().n_layer));
-    const int ctx = std::max(8, opts.calib_ctx);
-    if (!opts.calib_file.empty()) {
-      const std::unique_ptr<Tokenizer> tok = Tokenizer::from_gguf(model->file());
-      std::vector<int32_t> tokens = tok->encode(read_file(opts.calib_file), true, false);
-      if (static_cast<int>(tokens.size()) > opts.calib_tokens) tokens.resize(static_cast<size_t>(opts.calib_tokens));
-      if (tokens.empty()) fail("prune", opts.calib_file + ": no calibration tokens");
-      note("calibrating on " + std::to_string(tokens.size()) + " tokens of " + opts.calib_file);
-      run_calibration(*model, tokens, ctx, *norms);
-    } else {
-      const std::unique_ptr<Tokenizer> tok = Tokenizer::from_gguf(model->file());
-      note("calibrating on " + std::to_string(opts.calib_tokens) + " tokens sampled from the model");
-      model->set_observer(norms.get());
-      self_generated_tokens(*model, *tok, opts.calib_tokens, ctx, opts.seed);
-      model->set_observer(nullptr);
-    }
+    run_calibration_source(*model, opts, *norms, note);
     rep.calib_tokens = norms->tokens();
   }
 

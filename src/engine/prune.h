@@ -15,12 +15,14 @@
 
 namespace coppice {
 
-enum class PruneMethod { Magnitude, Wanda, NM, Structured };
+enum class PruneMethod { Magnitude, Wanda, NM, Structured, Experts };
 
 struct PruneOptions {
   PruneMethod method = PruneMethod::Wanda;
   double sparsity = 0.5;     // magnitude / wanda: fraction of each row zeroed; structured:
-                             // fraction of FFN channels and of KV head groups removed
+                             // fraction of FFN channels and of KV head groups removed;
+                             // experts: fraction of each MoE layer's experts removed
+  int experts_keep = 0;      // experts: keep this many per layer (overrides sparsity when > 0)
   int nm_n = 2, nm_m = 4;    // nm: keep n of every m consecutive inputs
   bool nm_magnitude = false; // nm: score by |W| only (no calibration)
   std::string calib_file;    // text; empty: sampled from the model itself
@@ -39,6 +41,8 @@ struct PruneReport {
   int64_t calib_tokens = 0;             // 0 without calibration
   uint64_t in_file_bytes = 0, out_file_bytes = 0;
   double seconds = 0;
+  std::vector<std::vector<int>> experts_kept;  // experts: [n_layer] kept expert ids, ascending
+  int64_t experts_before = 0, experts_after = 0, experts_used = 0;  // experts: the new metadata
 };
 
 // Which layer matrix a tensor name is ("blk.N.attn_q.weight" ...), and whose input it reads.
@@ -64,8 +68,37 @@ class ActivationNorms : public ActivationObserver {
   int64_t tokens_ = 0;  // counted at the first layer's AttnIn
 };
 
+// Per MoE layer and expert, over calibration tokens: how often the router picks it (routing
+// frequency), its mean router probability, and its output contribution: sum over the tokens
+// routed to it of gate weight x ||expert output||_2, divided by all tokens of the layer
+// (unrouted tokens count 0), the score of STUN / PreMoe-style expert pruning.
+class ExpertStats : public ActivationObserver {
+ public:
+  ExpertStats(int n_layer, int n_expert);
+  void observe(int, MatInput, const float*, int, int64_t) override {}
+  void observe_router(int il, const float* p, int n_tok, int64_t n_expert) override;
+  void observe_expert(int il, int expert, int m, const float* w, const float* y, int64_t dim) override;
+  int n_expert() const { return n_expert_; }
+  int64_t tokens(int il) const;                 // tokens that reached layer il's router
+  int64_t routed(int il, int e) const;          // of them, routed to expert e (top-k)
+  double frequency(int il, int e) const;        // routed / tokens
+  double mean_prob(int il, int e) const;        // mean router probability
+  double contribution(int il, int e) const;     // mean of gate weight x ||output|| (0 unrouted)
+  // The n_keep experts of layer il to keep, ascending: ranked by contribution, then frequency,
+  // then mean probability; remaining ties keep the lower id.
+  std::vector<int> keep(int il, int n_keep) const;
+
+ private:
+  struct Acc { int64_t routed = 0; double prob = 0, contrib = 0; };
+  int n_expert_;
+  std::vector<int64_t> tokens_;  // [n_layer]
+  std::vector<Acc> acc_;         // [n_layer][n_expert]
+  size_t slot(int il, int e) const;  // checked index into acc_
+  const Acc& at(int il, int e) const;
+};
+
 // Runs `tokens` through the model in sequences of n_ctx (each starting a fresh sequence).
-void run_calibration(Model& model, const std::vector<int32_t>& tokens, int n_ctx, ActivationNorms& norms);
+void run_calibration(Model& model, const std::vector<int32_t>& tokens, int n_ctx, ActivationObserver& obs);
 
 // n_tokens in all, sampled from the model (temperature 1) one token per step, in sequences of
 // at most seq_len that start from BOS (and end early at end-of-generation).
@@ -81,6 +114,14 @@ std::vector<std::vector<int32_t>> self_generated_tokens(Model& model, const Toke
 // tensors, F32/F16/BF16 only. Called by prune_file.
 PruneReport prune_structured(const gguf::File& f, const std::string& out, const PruneOptions& opts,
                              const ActivationNorms& stats);
+
+// MoE expert pruning (engine/prune_experts.cpp): per layer the experts with the lowest
+// ExpertStats ranking are removed, K = experts_keep or n_expert - round(sparsity * n_expert)
+// kept in every layer (expert_count stays one value; expert_used_count becomes min(used, K)).
+// The router's rows and the stacked *_exps tensors keep the kept experts' slices, byte for
+// byte in their own types. Called by prune_file.
+PruneReport prune_experts(const gguf::File& f, const std::string& out, const PruneOptions& opts,
+                          const ExpertStats& stats);
 
 // Throws coppice::Error: unreadable input, IN == OUT, rows not divisible by M, write failure.
 PruneReport prune_file(const std::string& in, const std::string& out, const PruneOptions& opts);

@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "kernels/blocks.h"
 #include "util/error.h"
 #include "util/fp16.h"
 
@@ -10,51 +11,83 @@ namespace coppice::kernels::sparse24 {
 namespace {
 
 bool nz(uint16_t v) { return (v & 0x7FFF) != 0; }
+bool nz(int8_t v) { return v != 0; }
 
-template <float (*ToF)(uint16_t)>
+// Where each layout keeps its values, positions and (Q8_0) scale within a chunk.
+struct F16L {
+  static constexpr size_t kBytes = kChunkBytes, kIdx = 32;
+  static double value(const uint8_t* p, int j) { uint16_t v; std::memcpy(&v, p + 2 * j, 2); return fp16_to_fp32(v); }
+};
+struct BF16L {
+  static constexpr size_t kBytes = kChunkBytes, kIdx = 32;
+  static double value(const uint8_t* p, int j) { uint16_t v; std::memcpy(&v, p + 2 * j, 2); return bf16_to_fp32(v); }
+};
+struct Q8L {
+  static constexpr size_t kBytes = kChunkBytesQ8, kIdx = 16;
+  static double value(const uint8_t* p, int j) {
+    uint16_t d;
+    std::memcpy(&d, p + 20, 2);
+    return static_cast<double>(fp16_to_fp32(d)) * static_cast<int8_t>(p[j]);
+  }
+};
+
+template <class L>
 void vec_dot_ref(int64_t n, float* s, const void* w, const void* x) {
   const auto* p = static_cast<const uint8_t*>(w);
   const auto* a = static_cast<const float*>(x);
   double sum = 0;
-  for (int64_t c = 0; c < n / kChunk; ++c, p += kChunkBytes, a += kChunk) {
+  for (int64_t c = 0; c < n / kChunk; ++c, p += L::kBytes, a += kChunk) {
     uint32_t idx;
-    std::memcpy(&idx, p + 32, 4);
+    std::memcpy(&idx, p + L::kIdx, 4);
     for (int j = 0; j < 16; ++j) {
-      uint16_t v;
-      std::memcpy(&v, p + 2 * j, 2);
       const int in = 4 * (j / 2) + static_cast<int>((idx >> (2 * j)) & 3);
-      sum += static_cast<double>(ToF(v)) * a[in];
+      sum += L::value(p, j) * a[in];
     }
   }
   *s = static_cast<float>(sum);
 }
 
-float f16(uint16_t v) { return fp16_to_fp32(v); }
-float bf16(uint16_t v) { return bf16_to_fp32(v); }
-
-void gemm_ref_f16(int64_t n, int nr, int nc, const void* w, size_t ws, const void* a, size_t as,
-                  float* y, size_t ys) {
+template <class L>
+void gemm_ref(int64_t n, int nr, int nc, const void* w, size_t ws, const void* a, size_t as, float* y,
+              size_t ys) {
   for (int r = 0; r < nr; ++r)
     for (int c = 0; c < nc; ++c)
-      vec_dot_ref<f16>(n, y + c * ys + r, static_cast<const uint8_t*>(w) + r * ws,
-                       static_cast<const uint8_t*>(a) + c * as);
+      vec_dot_ref<L>(n, y + c * ys + r, static_cast<const uint8_t*>(w) + r * ws,
+                     static_cast<const uint8_t*>(a) + c * as);
 }
-void gemm_ref_bf16(int64_t n, int nr, int nc, const void* w, size_t ws, const void* a, size_t as,
-                   float* y, size_t ys) {
-  for (int r = 0; r < nr; ++r)
-    for (int c = 0; c < nc; ++c)
-      vec_dot_ref<bf16>(n, y + c * ys + r, static_cast<const uint8_t*>(w) + r * ws,
-                        static_cast<const uint8_t*>(a) + c * as);
+
+// One chunk of 32 source elements -> 16 kept elements and their 2-bit positions.
+template <class T>
+uint32_t pick_chunk(const T* s, T* vals) {
+  uint32_t idx = 0;
+  for (int g = 0; g < 8; ++g) {
+    const T* e = s + 4 * g;
+    int pos[2], k = 0;
+    for (int i = 0; i < 4 && k < 2; ++i)
+      if (nz(e[i])) pos[k++] = i;
+    CP_ASSERT(nz(e[0]) + nz(e[1]) + nz(e[2]) + nz(e[3]) <= 2);  // callers check the pattern
+    // fill up to two slots with unused positions (their value is 0)
+    for (int i = 0; i < 4 && k < 2; ++i)
+      if (!nz(e[i]) && (k == 0 || pos[0] != i)) pos[k++] = i;
+    for (int j = 0; j < 2; ++j) {
+      vals[2 * g + j] = nz(e[pos[j]]) ? e[pos[j]] : T{0};
+      idx |= static_cast<uint32_t>(pos[j]) << (2 * (2 * g + j));
+    }
+  }
+  return idx;
 }
 
 const PackedKernels kRefF16{"f16_2of4", DType::F16, kChunk, row_bytes, pack_rows, act_row_bytes,
-                            nullptr, vec_dot_ref<f16>, gemm_ref_f16};
+                            nullptr, vec_dot_ref<F16L>, gemm_ref<F16L>};
 const PackedKernels kRefBF16{"bf16_2of4", DType::BF16, kChunk, row_bytes, pack_rows, act_row_bytes,
-                             nullptr, vec_dot_ref<bf16>, gemm_ref_bf16};
+                             nullptr, vec_dot_ref<BF16L>, gemm_ref<BF16L>};
+const PackedKernels kRefQ8{"q8_0_2of4", DType::Q8_0, kChunk, row_bytes_q8, pack_rows_q8, act_row_bytes,
+                           nullptr, vec_dot_ref<Q8L>, gemm_ref<Q8L>};
 
 }  // namespace
 
 size_t row_bytes(int64_t n) { return static_cast<size_t>(n / kChunk) * kChunkBytes; }
+size_t row_bytes_q8(int64_t n) { return static_cast<size_t>(n / kChunk) * kChunkBytesQ8; }
 size_t act_row_bytes(int64_t n) { return static_cast<size_t>(n) * sizeof(float); }
 
 bool is_2of4(const uint16_t* src, int64_t n, int64_t rows) {
@@ -65,45 +98,59 @@ bool is_2of4(const uint16_t* src, int64_t n, int64_t rows) {
   return true;
 }
 
+bool row_is_2of4(DType type, const void* row, int64_t n) {
+  if (type == DType::F16 || type == DType::BF16) return is_2of4(static_cast<const uint16_t*>(row), n, 1);
+  if (type != DType::Q8_0 || n % kChunk != 0) return false;
+  const auto* b = static_cast<const BlockQ8_0*>(row);
+  for (int64_t i = 0; i < n / kChunk; ++i)
+    for (int g = 0; g < 32; g += 4)
+      if (nz(b[i].qs[g]) + nz(b[i].qs[g + 1]) + nz(b[i].qs[g + 2]) + nz(b[i].qs[g + 3]) > 2) return false;
+  return true;
+}
+
 void pack_rows(const void* src, void* dst, int64_t n, int64_t rows) {
   CP_ASSERT(n % kChunk == 0);
   const auto* s = static_cast<const uint16_t*>(src);
   auto* o = static_cast<uint8_t*>(dst);
   for (int64_t c = 0; c < rows * (n / kChunk); ++c, s += kChunk, o += kChunkBytes) {
     uint16_t vals[16];
-    uint32_t idx = 0;
-    for (int g = 0; g < 8; ++g) {
-      const uint16_t* e = s + 4 * g;
-      int pos[2], k = 0;
-      for (int i = 0; i < 4 && k < 2; ++i)
-        if (nz(e[i])) pos[k++] = i;
-      CP_ASSERT(nz(e[0]) + nz(e[1]) + nz(e[2]) + nz(e[3]) <= 2);  // callers check is_2of4
-      // fill up to two slots with unused positions (their value is 0)
-      for (int i = 0; i < 4 && k < 2; ++i)
-        if (!nz(e[i]) && (k == 0 || pos[0] != i)) pos[k++] = i;
-      for (int j = 0; j < 2; ++j) {
-        vals[2 * g + j] = nz(e[pos[j]]) ? e[pos[j]] : 0;
-        idx |= static_cast<uint32_t>(pos[j]) << (2 * (2 * g + j));
-      }
-    }
+    const uint32_t idx = pick_chunk(s, vals);
     std::memcpy(o, vals, 32);
     std::memcpy(o + 32, &idx, 4);
   }
 }
 
-void vec_dot_f16_ref(int64_t n, float* s, const void* w, const void* x) { vec_dot_ref<f16>(n, s, w, x); }
-void vec_dot_bf16_ref(int64_t n, float* s, const void* w, const void* x) { vec_dot_ref<bf16>(n, s, w, x); }
-
-const PackedKernels* kernels_for(Isa isa, DType source) {
-  if (source != DType::F16 && source != DType::BF16) return nullptr;
-  if (coppice::kernels::kernels_for(isa) == nullptr) return nullptr;
-  const bool h = source == DType::F16;
-  if (isa == Isa::Avx512) return h ? &avx512::kF16 : &avx512::kBF16;
-  return h ? &kRefF16 : &kRefBF16;  // AVX2 has no fast kernel yet: the scalar twin
+void pack_rows_q8(const void* src, void* dst, int64_t n, int64_t rows) {
+  CP_ASSERT(n % kChunk == 0);
+  const auto* b = static_cast<const BlockQ8_0*>(src);
+  auto* o = static_cast<uint8_t*>(dst);
+  for (int64_t c = 0; c < rows * (n / kChunk); ++c, ++b, o += kChunkBytesQ8) {
+    int8_t vals[16];
+    const uint32_t idx = pick_chunk(b->qs, vals);
+    std::memcpy(o, vals, 16);
+    std::memcpy(o + 16, &idx, 4);
+    std::memcpy(o + 20, &b->d, 2);
+  }
 }
 
-// Only where a SIMD kernel exists: the scalar twin is slower than the dense SIMD kernels, so
-// other ISAs keep the dense rows.
+void vec_dot_f16_ref(int64_t n, float* s, const void* w, const void* x) { vec_dot_ref<F16L>(n, s, w, x); }
+void vec_dot_bf16_ref(int64_t n, float* s, const void* w, const void* x) { vec_dot_ref<BF16L>(n, s, w, x); }
+void vec_dot_q8_ref(int64_t n, float* s, const void* w, const void* x) { vec_dot_ref<Q8L>(n, s, w, x); }
+
+const PackedKernels* kernels_for(Isa isa, DType source) {
+  if (source != DType::F16 && source != DType::BF16 && source != DType::Q8_0) return nullptr;
+  if (coppice::kernels::kernels_for(isa) == nullptr) return nullptr;
+  if (isa == Isa::Avx512)
+    return source == DType::F16 ? &avx512::kF16 : source == DType::BF16 ? &avx512::kBF16 : &avx512::kQ8;
+  if (isa == Isa::Avx2)
+    return source == DType::F16 ? &avx2::kF16 : source == DType::BF16 ? &avx2::kBF16 : &avx2::kQ8;
+  return source == DType::F16 ? &kRefF16 : source == DType::BF16 ? &kRefBF16 : &kRefQ8;
+}
+
+// Only AVX-512 at load. The scalar twin is slower than the dense SIMD kernels; the AVX2 kernel
+// decodes faster than dense AVX2 (1.36x on the 1.1B F16 model) but its gemm, one vpermps pair
+// and blend per FMA, prefills at 0.66x (bench/RESULTS.md): AVX2 keeps the dense rows until it
+// has a gemm that expands a row chunk once per tile.
 const PackedKernels* best(DType source) {
   const Isa isa = coppice::kernels::kernels().isa;
   return isa == Isa::Avx512 ? kernels_for(isa, source) : nullptr;

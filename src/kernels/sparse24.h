@@ -7,6 +7,9 @@
 //   [16 x value (f16 or bf16, as the source)][u32 idx]
 //   kept value j (0..15) belongs to group j / 2; its input is 4 * (j / 2) + ((idx >> 2j) & 3).
 // A group with fewer than 2 non-zeros stores 0 for the missing ones (at unused positions).
+//
+// From Q8_0 rows (one chunk = one q8_0 block; 22 bytes instead of 34):
+//   [16 x int8 code][u32 idx][f16 d]   kept value j = d * code[j], positions as above.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -19,24 +22,36 @@ namespace coppice::kernels::sparse24 {
 constexpr int64_t kChunk = 32;              // inputs per chunk
 constexpr size_t kChunkBytes = 16 * 2 + 4;  // 16 values + u32 positions
 
+constexpr size_t kChunkBytesQ8 = 16 + 4 + 2;  // 16 codes + u32 positions + f16 scale
+
 size_t row_bytes(int64_t n);
+size_t row_bytes_q8(int64_t n);
 size_t act_row_bytes(int64_t n);  // f32 activations
 // True if every group of 4 in `rows` rows of n 16-bit values (f16 or bf16; +0 and -0 are zero)
 // has at most 2 non-zeros.
 bool is_2of4(const uint16_t* src, int64_t n, int64_t rows);
+// True if one row of n inputs in `type` (F16 / BF16: values; Q8_0: codes) is 2:4; false for
+// other types.
+bool row_is_2of4(DType type, const void* row, int64_t n);
 // Source rows (16-bit, any 2:4 pattern) -> packed rows; the same for f16 and bf16.
 void pack_rows(const void* src, void* dst, int64_t n, int64_t rows);
+// Q8_0 rows (codes 2:4) -> packed rows.
+void pack_rows_q8(const void* src, void* dst, int64_t n, int64_t rows);
 // Scalar twins (the test oracle): packed row . f32 activations, accumulated in double.
 void vec_dot_f16_ref(int64_t n, float* s, const void* w, const void* x);
 void vec_dot_bf16_ref(int64_t n, float* s, const void* w, const void* x);
+void vec_dot_q8_ref(int64_t n, float* s, const void* w, const void* x);
 
-// The 2:4 kernels of `isa` for source type F16 or BF16, or nullptr (other types, ISA missing).
+// The 2:4 kernels of `isa` for source type F16, BF16 or Q8_0, or nullptr (other types, ISA missing).
 const PackedKernels* kernels_for(Isa isa, DType source);
 // The kernels for the ISA kernels() picked, or nullptr where that ISA has no SIMD 2:4 kernel
 // (AVX2, scalar: the dense kernels are faster than the scalar twin; the rows stay dense).
 const PackedKernels* best(DType source);
 
 namespace avx512 {
-extern const PackedKernels kF16, kBF16;
+extern const PackedKernels kF16, kBF16, kQ8;
+}
+namespace avx2 {
+extern const PackedKernels kF16, kBF16, kQ8;
 }
 }  // namespace coppice::kernels::sparse24

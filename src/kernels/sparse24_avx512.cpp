@@ -1,4 +1,5 @@
-// AVX-512 2:4 kernels (layout in sparse24.h): per chunk of 32 inputs, the 16 kept positions
+// AVX-512 2:4 kernels (layouts in sparse24.h; f16, bf16 and q8_0 values decode to 16 f32
+// lanes, the rest is shared): per chunk of 32 inputs, the 16 kept positions
 // become lane indices (srlv + and + group base) and one vpermt2ps gathers their activations
 // from the two 16-float halves, then one FMA with the 16 values. The gemm tile decodes each
 // row's chunk once and reuses it for every token of the tile. (maskz_ forms with a full mask:
@@ -26,9 +27,9 @@ struct Dec {
   __m512i idx;
 };
 
-inline __m512i lane_index(const uint8_t* p) {
+inline __m512i lane_index(const uint8_t* p) {  // p: the chunk's u32 of positions
   uint32_t bits;
-  std::memcpy(&bits, p + 32, 4);
+  std::memcpy(&bits, p, 4);
   const __m512i sh = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i base = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
   const __m512i pos = _mm512_and_si512(_mm512_maskz_srlv_epi32(0xFFFF, _mm512_set1_epi32(static_cast<int>(bits)), sh),
@@ -37,14 +38,26 @@ inline __m512i lane_index(const uint8_t* p) {
 }
 
 struct F16V {
+  static constexpr size_t kBytes = kChunkBytes, kIdx = 32;
   static __m512 values(const uint8_t* p) {
     return _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
 };
 struct BF16V {
+  static constexpr size_t kBytes = kChunkBytes, kIdx = 32;
   static __m512 values(const uint8_t* p) {
     const __m512i w = _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, w, 16));
+  }
+};
+// Q8_0: 16 int8 codes -> f32, times the chunk's f16 scale (one multiply per chunk and row).
+struct Q8V {
+  static constexpr size_t kBytes = kChunkBytesQ8, kIdx = 16;
+  static __m512 values(const uint8_t* p) {
+    const __m512i c = _mm512_maskz_cvtepi8_epi32(0xFFFF, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    uint16_t d;
+    std::memcpy(&d, p + 20, 2);
+    return _mm512_maskz_mul_ps(0xFFFF, _mm512_maskz_cvtepi32_ps(0xFFFF, c), _mm512_set1_ps(_cvtsh_ss(d)));
   }
 };
 
@@ -61,8 +74,8 @@ void tile(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, f
     Dec d[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const uint8_t* p = w + r * ws + i * kChunkBytes;
-      d[r] = {V::values(p), lane_index(p)};
+      const uint8_t* p = w + r * ws + i * V::kBytes;
+      d[r] = {V::values(p), lane_index(p + V::kIdx)};
     }
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
@@ -121,5 +134,7 @@ const PackedKernels kF16{"f16_2of4", DType::F16, kChunk, row_bytes, pack_rows, a
                          nullptr, vec_dot<F16V>, gemm<F16V>};
 const PackedKernels kBF16{"bf16_2of4", DType::BF16, kChunk, row_bytes, pack_rows, act_row_bytes,
                           nullptr, vec_dot<BF16V>, gemm<BF16V>};
+const PackedKernels kQ8{"q8_0_2of4", DType::Q8_0, kChunk, row_bytes_q8, pack_rows_q8, act_row_bytes,
+                        nullptr, vec_dot<Q8V>, gemm<Q8V>};
 
 }  // namespace coppice::kernels::sparse24::avx512

@@ -243,7 +243,7 @@ void Model::forward_layer(int il, std::span<const BatchToken> batch, KvCache& ca
 
   for (int i = 0; i < n; ++i) ops::rmsnorm(x + i * E, L.ffn_norm.data(), xn + i * E, E, cfg_.rms_eps);
   if (observer_) observer_->observe(il, MatInput::FfnIn, xn, n, E);
-  if (cfg_.n_expert > 0) moe_ffn(L, n);
+  if (cfg_.n_expert > 0) moe_ffn(L, n, il);
   else dense_ffn(L, n, il);
   if (cfg_.post_norms)
     for (int i = 0; i < n; ++i) ops::rmsnorm(s_.tmp.data() + i * E, L.ffn_post_norm.data(), s_.tmp.data() + i * E, E, cfg_.rms_eps);

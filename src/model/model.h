@@ -38,6 +38,12 @@ enum class MatInput { AttnIn, AttnOut, FfnIn, FfnDown };  // q/k/v, attn_output,
 struct ActivationObserver {
   virtual ~ActivationObserver() = default;
   virtual void observe(int il, MatInput site, const float* x, int n_tok, int64_t dim) = 0;  // x: [n_tok][dim]
+  // MoE layers (expert pruning): router probabilities p [n_tok][n_expert] after the softmax;
+  // then per expert that received m > 0 tokens, their gate weights w [m] and its unweighted
+  // outputs y [m][dim]. Ignored by default.
+  virtual void observe_router(int /*il*/, const float* /*p*/, int /*n_tok*/, int64_t /*n_expert*/) {}
+  virtual void observe_expert(int /*il*/, int /*expert*/, int /*m*/, const float* /*w*/, const float* /*y*/,
+                              int64_t /*dim*/) {}
 };
 
 // Sees every layer's attention right after it is computed (KV eviction policies rank cells by
@@ -81,7 +87,7 @@ class Model {
   // As above; skipped layers neither write nor read their K/V cells (a layer-skip draft).
   void step(std::span<const BatchToken> batch, KvCache& cache, std::vector<float>& logits,
             const StepOptions& opts);
-  // Dense layers only (MoE experts are not observed). nullptr removes it.
+  // Dense matrices' inputs, MoE routing and expert outputs. nullptr removes it.
   void set_observer(ActivationObserver* o) { observer_ = o; }
   // Null (the default) costs nothing; the observer must outlive its use.
   void set_attention_observer(AttentionObserver* o) { attn_observer_ = o; }
@@ -93,7 +99,7 @@ class Model {
   void attention_qkv(int il, std::span<const BatchToken> batch);  // xn -> roped q, k; v
   // Feed-forward branch of layer il on xn: result in tmp ([n][n_embd]).
   void dense_ffn(const LayerWeights& L, int n, int il);
-  void moe_ffn(const LayerWeights& L, int n);  // model/moe.cpp
+  void moe_ffn(const LayerWeights& L, int n, int il);  // model/moe.cpp
   void window_begins(std::span<const BatchToken> batch, const KvCache& cache,
                      std::span<const int> cells);
   void check_tree(std::span<const BatchToken> batch) const;  // model/tree_attention.cpp

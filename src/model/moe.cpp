@@ -4,13 +4,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "model/model.h"
 #include "ops/ops.h"
 
 namespace coppice {
 
-void Model::moe_ffn(const LayerWeights& L, int n) {
+void Model::moe_ffn(const LayerWeights& L, int n, int il) {
   const int64_t E = cfg_.n_embd, ne = cfg_.n_expert, k = cfg_.n_expert_used, ff = cfg_.n_ff_exp;
   const float* xn = s_.xn.data();
   float* out = s_.tmp.data();
@@ -41,6 +42,8 @@ void Model::moe_ffn(const LayerWeights& L, int n) {
       for (int64_t j = 0; j < k; ++j) w[j] /= sum;
   }
 
+  if (observer_) observer_->observe_router(il, s_.router.data(), n, ne);
+
   // Group (token, slot) pairs by expert: counting sort.
   s_.expert_start.assign(static_cast<size_t>(ne + 1), 0);
   for (size_t j = 0; j < un * k; ++j) ++s_.expert_start[s_.sel[j] + 1];
@@ -67,6 +70,11 @@ void Model::moe_ffn(const LayerWeights& L, int n) {
     ops::matmul(L.up_exps.at(e), s_.xe.data(), m, s_.ue.data(), *pool_, s_.act);
     ops::swiglu(s_.ge.data(), s_.ue.data(), m * ff);
     ops::matmul(L.down_exps.at(e), s_.ge.data(), m, s_.ye.data(), *pool_, s_.act);
+    if (observer_) {
+      std::vector<float> w(um);  // [m] gate weights of this expert's tokens
+      for (int r = 0; r < m; ++r) w[static_cast<size_t>(r)] = s_.sel_w[static_cast<size_t>(s_.by_expert[b + r])];
+      observer_->observe_expert(il, static_cast<int>(e), m, w.data(), s_.ye.data(), E);
+    }
     for (int r = 0; r < m; ++r) {
       const int slot = s_.by_expert[b + r];
       ops::axpy(out + (slot / k) * E, s_.sel_w[slot], s_.ye.data() + r * E, E);

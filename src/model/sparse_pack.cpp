@@ -21,7 +21,7 @@ bool all_2of4(const WeightView& v, ThreadPool& pool) {
   std::atomic<bool> ok{true};
   pool.parallel_for(v.n_out, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e && ok.load(std::memory_order_relaxed); ++r)
-      if (!sp::is_2of4(reinterpret_cast<const uint16_t*>(v.row(r)), v.n_in, 1)) ok = false;
+      if (!sp::row_is_2of4(v.type, v.row(r), v.n_in)) ok = false;
   });
   return ok;
 }

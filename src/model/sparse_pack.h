@@ -1,4 +1,4 @@
-// Load-time 2:4 detection: F16 / BF16 matrices whose every group of 4 inputs holds at most 2
+// Load-time 2:4 detection: F16 / BF16 / Q8_0 matrices whose every group of 4 inputs holds at most 2
 // non-zeros (`coppice prune --method nm`) are rewritten into the compact 2:4 layout
 // (kernels/sparse24.h), so a pruned model stays a standard dense GGUF on disk and runs on
 // kernels that skip the zeros. COPPICE_SPARSE=0 disables.
