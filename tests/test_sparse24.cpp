@@ -226,8 +226,10 @@ TEST(Sparse24, PrunedModelIsRepackedWithTheSameLogits) {
   prune_file(base, pruned, po);
   auto logits_of = [&](bool sparse, int* n_packed) {
     setenv("COPPICE_SPARSE", sparse ? "1" : "0", 1);
+    setenv("COPPICE_PACK", "0", 1);  // dense matrices in the file's rows: n_packed counts 2:4 only
     std::unique_ptr<Model> m = Model::load(pruned);
     unsetenv("COPPICE_SPARSE");
+    unsetenv("COPPICE_PACK");
     *n_packed = m->packed().n_packed;
     KvCache cache = m->make_cache(32);
     cache.add_sequence(0);
