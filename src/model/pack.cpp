@@ -26,8 +26,13 @@ size_t packed_bytes(const WeightView& v, const kernels::PackedKernels& pk) {
 
 }  // namespace
 
+bool dense_packing_enabled() {
+  const char* env = std::getenv("COPPICE_PACK");
+  return env == nullptr || std::strcmp(env, "0") != 0;
+}
+
 void pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& pool, PackedStore& store) {
-  if (const char* env = std::getenv("COPPICE_PACK"); env != nullptr && std::strcmp(env, "0") == 0) return;
+  if (!dense_packing_enabled()) return;
   std::vector<PackJob> jobs;
   auto add = [&](WeightView* v) {
     if (const kernels::PackedKernels* pk = layout_for(*v)) jobs.push_back({v, pk});

@@ -27,6 +27,8 @@ struct PackedStore {
 // tensors (addressed by stride). Views already packed (2:4, model/sparse_pack.h, runs first)
 // are left alone. COPPICE_PACK=0 disables. Appends the arena to `store`.
 void pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& pool, PackedStore& store);
+// Whether pack_weights packs at all (COPPICE_PACK=0 turns it off).
+bool dense_packing_enabled();
 
 // The shared mechanism (also model/sparse_pack.cpp): rewrites each view into its layout inside
 // one 2 MiB-aligned arena advised as huge pages, drops the mapped source pages and points the
