@@ -2,7 +2,9 @@
 // cache hits, preemption by recompute, cancellation freeing KV, admission errors.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -40,18 +42,23 @@ struct Outcome {
   std::mutex mu;
 };
 
-std::shared_ptr<Outcome> submit(Engine& e, GenRequest r, std::shared_ptr<RequestHandle>* handle = nullptr) {
+// on_done runs on the engine thread when the last choice finishes, before wait() returns.
+std::shared_ptr<Outcome> submit(Engine& e, GenRequest r, std::shared_ptr<RequestHandle>* handle = nullptr,
+                                std::function<void()> on_done = nullptr) {
   auto o = std::make_shared<Outcome>();
   o->tokens.resize(r.n);
   o->finish.assign(r.n, FinishReason::None);
   o->left = r.n;
-  auto h = e.submit(std::move(r), [o](const TokenEvent& ev) {
+  auto h = e.submit(std::move(r), [o, on_done](const TokenEvent& ev) {
     std::lock_guard<std::mutex> lk(o->mu);
     if (ev.token >= 0) o->tokens[ev.choice].push_back(ev.token);
     if (ev.finish != FinishReason::None) {
       o->finish[ev.choice] = ev.finish;
       o->cached = ev.cached_tokens;
-      if (--o->left == 0) o->done.set_value();
+      if (--o->left == 0) {
+        if (on_done) on_done();
+        o->done.set_value();
+      }
     }
     return true;
   });
@@ -294,9 +301,12 @@ TEST(Scheduler, TpotTargetChunksPrefillBehindRunningDecodes) {
     auto first = submit(e, bg, &h);
     while (e.stats().generated_tokens < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     const uint64_t s0 = e.stats().steps;
-    auto o = submit(e, longr);
+    // Steps counted when the long request finishes, on the engine thread: the background
+    // stream keeps stepping until this thread wakes, which a loaded machine delays.
+    std::atomic<uint64_t> s1{0};
+    auto o = submit(e, longr, nullptr, [&] { s1 = e.stats().steps; });
     wait(o);
-    const uint64_t steps = e.stats().steps - s0;
+    const uint64_t steps = s1 - s0;
     EXPECT_EQ(o->tokens[0], expect) << "tpot " << tpot_ms;
     h->cancel();
     wait(first);
