@@ -46,6 +46,9 @@ KernelSet make_scalar() {
   fill_ref_gemm(ks, std::make_index_sequence<std::size(kAllTypes)>{});
   ks.attn.dot = attn_ref::dot;
   ks.attn.axpy = attn_ref::axpy;
+  ks.attn.rows = {attn_ref::score_rows, attn_ref::accum_rows};
+  ks.attn.scale_max = attn_ref::scale_max;
+  ks.attn.exp_sum = attn_ref::exp_sum;
   attn_ref::fill_quant(ks.attn);
   return ks;
 }

@@ -36,11 +36,13 @@ void store_kv_row(const float* src, void* dst, int64_t n, DType kv_type) {
 // max and sum of each query head are rescaled once per block, then the block's values are
 // accumulated. Blocks are the outer loop and the heads [h0, h1) the inner one, so a block's
 // cells are read from memory once for all the query heads that share their kv head (GQA).
-// The row kernels are the start-up ISA's (kernels/attn.h via ops/kv_read.h).
+// The row kernels and the softmax passes are the start-up ISA's (kernels/attn.h; rows via
+// ops/kv_read.h).
 void attention(const float* q, std::span<const KvChunk> chunks, const AttentionShape& s,
                const uint8_t* mask, float* out, float* scratch, int h0, int h1) {
   constexpr int kBlock = 32;  // keys per softmax update
   KvReader rd(s);
+  const kernels::AttnKernels& ak = kernels::kernels().attn;
   const int hd = s.head_dim;
   const int group = s.n_head / s.n_kv_head;
   const size_t kr = rd.k_row_bytes(), vr = rd.v_row_bytes();
@@ -65,15 +67,17 @@ void attention(const float* q, std::span<const KvChunk> chunks, const AttentionS
         const KvReader::Head& hs = heads[h - h0];
         float* oh = out + static_cast<int64_t>(h) * hd;
         rd.score_rows(hs, kc + hs.k_off + j0 * kr, nb, score);
+        const uint8_t* bmask = mask == nullptr ? nullptr : mask + key + j0;
         float bmax = -INFINITY;
-        for (int j = 0; j < nb; ++j) {
-          float sc = -INFINITY;
-          if (mask == nullptr || mask[key + j0 + j]) {
-            sc = score[j] * s.scale;
-            if (s.softcap > 0) sc = s.softcap * std::tanh(sc / s.softcap);
+        if (s.softcap > 0) {
+          for (int j = 0; j < nb; ++j) {
+            float sc = -INFINITY;
+            if (bmask == nullptr || bmask[j]) sc = s.softcap * std::tanh(score[j] * s.scale / s.softcap);
+            score[j] = sc;
+            bmax = std::max(bmax, sc);
           }
-          score[j] = sc;
-          bmax = std::max(bmax, sc);
+        } else {
+          bmax = ak.scale_max(score, nb, s.scale, bmask);
         }
         if (bmax == -INFINITY) continue;  // every key of the block is masked
         if (bmax > mx[h]) {
@@ -82,10 +86,7 @@ void attention(const float* q, std::span<const KvChunk> chunks, const AttentionS
           for (int d = 0; d < hd; ++d) oh[d] *= corr;
           mx[h] = bmax;
         }
-        for (int j = 0; j < nb; ++j) {  // p: 0 for masked keys (skipped by accumulate_rows)
-          score[j] = score[j] == -INFINITY ? 0.0f : std::exp(score[j] - mx[h]);
-          sum[h] += score[j];
-        }
+        sum[h] += ak.exp_sum(score, nb, mx[h]);  // p: 0 for masked keys (skipped when accumulating)
         rd.accumulate_rows(hs, oh, score, vc + hs.v_off + j0 * vr, nb);
       }
     }

@@ -1,5 +1,6 @@
 // Reads one head's cached K/V rows in any KV type (internal to ops/attention*.cpp).
-// F32/F16/BF16 use the attention dot/axpy kernels, one row at a time. Quantized K and V use
+// F32/F16/BF16 heads with head_dim % 8 == 0 use the float row-block kernels (a block of rows
+// per call); other widths the dot/axpy kernels, one row at a time. Quantized K and V use
 // the fused kernels (kernels/attn.h) over a block of rows: the query is quantized once per
 // head (KvQuery) and scored with integer dots, V blocks are widened in registers; nothing is
 // dequantized to memory.
@@ -38,6 +39,8 @@ class KvReader {
     k_row_ = row_size(*kt, row);
     v_head_ = row_size(*vt, hd_);
     v_row_ = row_size(*vt, row);
+    k_rows_ = !k_quant_ && hd_ % 8 == 0;
+    v_rows_ = !v_quant_ && hd_ % 8 == 0;
     if (k_quant_) {
       k_deq_ = ks_.to_float[static_cast<uint32_t>(kt_)];
       if (!k_sub_) k_fused_ = ks_.attn.for_quant(kt_);
@@ -79,11 +82,13 @@ class KvReader {
   // cells k_row_bytes() apart).
   void score_rows(const Head& hs, const uint8_t* k, int n, float* out) {
     if (k_fused_ != nullptr) return k_fused_->score_rows(hs.kq, k, k_row_, n, out);
+    if (k_rows_) return ks_.attn.rows.score_rows(hs.q, k, k_row_, n, hd_, kt_, out);
     for (int j = 0; j < n; ++j) out[j] = score(hs, k + j * k_row_);
   }
   // y += sum over j < n with p[j] != 0 of p[j] v_j, for the n cells from v.
   void accumulate_rows(const Head& hs, float* y, const float* p, const uint8_t* v, int n) {
     if (v_fused_ != nullptr) return v_fused_->accum_rows(y, p, v, v_row_, n, hd_ / 32);
+    if (v_rows_) return ks_.attn.rows.accum_rows(y, p, v, v_row_, n, hd_, vt_);
     for (int j = 0; j < n; ++j) {
       if (p[j] != 0.0f) accumulate(hs, y, p[j], v + j * v_row_);
     }
@@ -106,6 +111,7 @@ class KvReader {
   DType kt_, vt_;
   bool k_quant_ = false, v_quant_ = false;
   bool k_sub_ = false, v_sub_ = false;  // heads narrower than a block
+  bool k_rows_ = false, v_rows_ = false;  // float rows through the row-block kernels
   int k_bs_ = 1, v_bs_ = 1;
   size_t k_tsize_ = 0, v_tsize_ = 0;
   ToFloatFn k_deq_ = nullptr;
