@@ -11,6 +11,7 @@
 #include "engine/prune_eval.h"
 #include "engine/prune_mask.h"
 #include "engine/synth.h"
+#include "tokenizer/tokenizer.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -327,15 +328,21 @@ TEST(PruneStructured, ZeroRemovalReproducesTheLogits) {
 }
 
 // Removing FFN channels and KV groups equals zeroing their columns of ffn_down / attn_output in
-// the full-size model (their contribution to the residual stream is exactly that).
-TEST(PruneStructured, EqualsTheFullModelWithRemovedColumnsZeroed) {
+// the full-size model (their contribution to the residual stream is exactly that). With bias
+// compensation (FLAP) the removed inputs are replaced by their calibration means instead:
+// the full model with those columns zeroed plus the bias W[:, removed] . mean, recomputed here
+// in double from the base weights and this test's own calibration run.
+void check_structured_equals_zeroed_columns(bool compensate) {
   SynthOptions so = tiny("f32");
   so.heads = 8;
   so.kv_heads = 4;
   so.layers = 2;
-  const std::string base = temp_path("structured-base.gguf"), out = temp_path("structured-25.gguf");
+  const std::string tag = compensate ? "-comp" : "";
+  const std::string base = temp_path("structured-base" + tag + ".gguf"), out = temp_path("structured-25" + tag + ".gguf");
   synth_model(base, so);
-  const PruneReport r = prune_file(base, out, structured(0.25));
+  PruneOptions po = structured(0.25);
+  po.bias_compensation = compensate;
+  const PruneReport r = prune_file(base, out, po);
   EXPECT_GT(r.n_zeros, 0);
   const gguf::File bf = gguf::File::open(base), pf = gguf::File::open(out);
   const ModelConfig pc = ModelConfig::from_gguf(pf);
@@ -343,6 +350,17 @@ TEST(PruneStructured, EqualsTheFullModelWithRemovedColumnsZeroed) {
   EXPECT_EQ(pc.n_head_kv, 3);   // 4 - 1
   EXPECT_EQ(pc.n_head, 6);
   EXPECT_EQ(pc.head_dim, 8);    // the original 64 / 8, now written as key_length
+  // The calibration means, as prune_file gathers them (self-generated, same seed and threads).
+  ActivationNorms stats(2);
+  {
+    ModelOptions mo;
+    mo.n_threads = po.n_threads;
+    std::unique_ptr<Model> m = Model::load(base, mo);
+    const std::unique_ptr<Tokenizer> tok = Tokenizer::from_gguf(m->file());
+    m->set_observer(&stats);
+    self_generated_tokens(*m, *tok, po.calib_tokens, po.calib_ctx, po.seed);
+    m->set_observer(nullptr);
+  }
   // Which rows survived: pruned rows are byte copies of original rows.
   auto kept_rows = [&](const std::string& name) {
     const gguf::TensorInfo &b = *bf.tensor(name), &p = *pf.tensor(name);
@@ -355,27 +373,63 @@ TEST(PruneStructured, EqualsTheFullModelWithRemovedColumnsZeroed) {
   };
   std::vector<std::vector<float>> data;
   std::vector<gguf::WriterTensor> wt;
+  int n_bias = 0;
   for (const gguf::TensorInfo& t : bf.tensors()) {
     std::vector<float> v = dequant(t);
     const bool down = t.name.find("ffn_down") != std::string::npos, wo = t.name.find("attn_output") != std::string::npos;
+    std::vector<float> bias;
     if (down || wo) {
       const std::string p = t.name.substr(0, t.name.find('.', 4) + 1);
       const std::vector<bool> kept = kept_rows(p + (down ? "ffn_gate.weight" : "attn_q.weight"));
       int64_t n_kept = 0;
       for (bool k : kept) n_kept += k;
       EXPECT_EQ(n_kept, down ? 96 : 6 * 8) << t.name;
-      for (int64_t r0 = 0; r0 < t.dims[1]; ++r0)
-        for (int64_t c = 0; c < t.dims[0]; ++c)
-          if (!kept[c]) v[r0 * t.dims[0] + c] = 0.0f;
+      const std::vector<double> mean = stats.means(std::atoi(t.name.c_str() + 4), down ? MatInput::FfnDown : MatInput::AttnOut);
+      ASSERT_EQ(mean.size(), static_cast<size_t>(t.dims[0]));
+      for (int64_t r0 = 0; r0 < t.dims[1]; ++r0) {
+        double acc = 0;
+        for (int64_t c = 0; c < t.dims[0]; ++c) {
+          if (kept[c]) continue;
+          acc += double{v[r0 * t.dims[0] + c]} * mean[c];
+          v[r0 * t.dims[0] + c] = 0.0f;
+        }
+        bias.push_back(static_cast<float>(acc));
+      }
+      const std::string bname = p + (down ? "ffn_down.bias" : "attn_output.bias");
+      const gguf::TensorInfo* pb = pf.tensor(bname);
+      if (!compensate) {
+        EXPECT_EQ(pb, nullptr) << bname;
+        bias.clear();
+      } else {
+        ASSERT_NE(pb, nullptr) << bname;
+        const std::vector<float> got = dequant(*pb);
+        ASSERT_EQ(got.size(), bias.size());
+        double mag = 0;
+        for (float b : bias) mag = std::max(mag, std::fabs(double{b}));
+        EXPECT_GT(mag, 1e-6) << bname << ": a compensation bias of zeros tests nothing";
+        for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], bias[i], 1e-5 * (1 + mag)) << bname << " " << i;
+        ++n_bias;
+      }
     }
     data.push_back(std::move(v));
     wt.push_back({t.name, t.dims, DType::F32, nullptr, t.size});
+    if (!bias.empty()) {
+      const std::string p = t.name.substr(0, t.name.find('.', 4) + 1);
+      data.push_back(std::move(bias));
+      wt.push_back({p + (down ? "ffn_down.bias" : "attn_output.bias"), {t.dims[1]}, DType::F32, nullptr,
+                    static_cast<uint64_t>(t.dims[1]) * 4});
+    }
   }
+  EXPECT_EQ(n_bias, compensate ? 4 : 0);
   for (size_t i = 0; i < wt.size(); ++i) wt[i].data = data[i].data();
-  const std::string masked = temp_path("structured-masked.gguf");
+  const std::string masked = temp_path("structured-masked" + tag + ".gguf");
   gguf::write_file(masked, bf.kvs(), wt);
   const std::vector<int32_t> ids = {1, 20, 33, 47, 5, 81, 99, 120};
   const std::vector<float> a = logits_of(out, ids), b = logits_of(masked, ids);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4f * (1.0f + std::fabs(b[i]))) << i;
 }
+
+TEST(PruneStructured, EqualsTheFullModelWithRemovedColumnsZeroed) { check_structured_equals_zeroed_columns(false); }
+
+TEST(PruneStructured, BiasCompensationAddsTheRemovedColumnsMeanOutput) { check_structured_equals_zeroed_columns(true); }

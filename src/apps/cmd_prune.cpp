@@ -20,6 +20,7 @@ struct PruneArgs {
   int calib_tokens = 2048, calib_ctx = 256, threads = 0, experts_keep = 0;
   uint64_t seed = 42;
   bool nm_magnitude = false;
+  bool no_bias_comp = false;
 };
 
 int prune(const PruneArgs& a) {
@@ -43,6 +44,9 @@ int prune(const PruneArgs& a) {
   o.sparsity = a.sparsity;
   o.experts_keep = a.experts_keep;
   o.nm_magnitude = a.nm_magnitude;
+  if (a.no_bias_comp && o.method != PruneMethod::Structured)
+    fail("prune", "--no-bias-comp applies to --method structured only");
+  o.bias_compensation = !a.no_bias_comp;
   o.calib_file = a.calib;
   o.calib_tokens = a.calib_tokens;
   o.calib_ctx = a.calib_ctx;
@@ -109,6 +113,7 @@ Action register_prune(CLI::App& app) {
   sub->add_option("--sparsity", a->sparsity, "fraction of each row zeroed (magnitude, wanda); of FFN channels and KV groups removed (structured); of each layer's experts removed (experts)")->check(CLI::Range(0.0, 1.0));
   sub->add_option("--experts-keep", a->experts_keep, "experts: keep this many experts per layer (instead of --sparsity)")->check(CLI::Range(1, 1 << 16));
   sub->add_option("--nm", a->nm, "N:M pattern for --method nm (default 2:4)");
+  sub->add_flag("--no-bias-comp", a->no_bias_comp, "structured: do not fold the removed channels' calibration mean output into ffn_down / attn_output biases (FLAP bias compensation, on by default)");
   sub->add_flag("--nm-magnitude", a->nm_magnitude, "nm: score by |W| only (no calibration run)");
   sub->add_option("--calib", a->calib, "calibration text file (default: sampled from the model)");
   sub->add_option("--calib-tokens", a->calib_tokens, "calibration tokens (default 2048)")->check(CLI::Range(1, 1 << 24));

@@ -132,6 +132,15 @@ std::vector<float> ActivationNorms::norms(int il, MatInput site) const {
   return out;
 }
 
+std::vector<double> ActivationNorms::means(int il, MatInput site) const {
+  if (il < 0 || static_cast<size_t>(il) >= sum_.size()) return {};
+  const auto l = static_cast<size_t>(il), k = static_cast<size_t>(site);
+  std::vector<double> m(sum_[l][k].size());
+  const double n = static_cast<double>(std::max<int64_t>(1, count_[l][k]));
+  for (size_t j = 0; j < m.size(); ++j) m[j] = sum_[l][k][j] / n;
+  return m;
+}
+
 std::vector<double> ActivationNorms::variances(int il, MatInput site) const {
   if (il < 0 || static_cast<size_t>(il) >= sumsq_.size()) return {};
   const auto l = static_cast<size_t>(il), k = static_cast<size_t>(site);

@@ -29,6 +29,7 @@ struct PruneOptions {
   int calib_tokens = 2048;   // at most this many calibration tokens
   int calib_ctx = 256;       // tokens per calibration sequence
   uint64_t seed = 42;        // self-generated calibration
+  bool bias_compensation = true;  // structured: fold removed channels' mean output into a bias
   int n_threads = 0;
   // After each tensor: index (1-based), count, name.
   std::function<void(size_t, size_t, const std::string&)> on_progress;
@@ -59,6 +60,8 @@ class ActivationNorms : public ActivationObserver {
   std::vector<float> norms(int il, MatInput site) const;
   // Per-channel variance over the observed tokens (FLAP's fluctuation); empty if never observed.
   std::vector<double> variances(int il, MatInput site) const;
+  // Per-channel mean over the observed tokens (FLAP's bias compensation); empty if never observed.
+  std::vector<double> means(int il, MatInput site) const;
   int64_t tokens() const { return tokens_; }
 
  private:
@@ -109,9 +112,12 @@ std::vector<std::vector<int32_t>> self_generated_tokens(Model& model, const Toke
 // Pruning"; engine/prune_structured.cpp): per layer, the round(sparsity * n_ff) FFN channels
 // and round(sparsity * n_head_kv) KV head groups (with their query heads) of lowest
 // fluctuation (input variance x squared norm of the output-matrix column) are removed, the
-// same count in every layer so the metadata stays one value per key. No bias compensation:
-// the llama-family loader has no ffn_down / attn_output bias. Separate Q/K/V and gate/up
-// tensors, F32/F16/BF16 only. Called by prune_file.
+// same count in every layer so the metadata stays one value per key. Bias compensation
+// (FLAP; on unless PruneOptions::bias_compensation is false): a removed input channel j of
+// ffn_down / attn_output is replaced by its calibration mean, folded into the matrix's bias,
+// b += W[:, j] * mean_j, written as F32 blk.N.ffn_down.bias / attn_output.bias (optional
+// tensors llama-family loaders add after the matrix). Separate Q/K/V and gate/up tensors,
+// F32/F16/BF16 only. Called by prune_file.
 PruneReport prune_structured(const gguf::File& f, const std::string& out, const PruneOptions& opts,
                              const ActivationNorms& stats);
 

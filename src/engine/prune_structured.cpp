@@ -46,7 +46,26 @@ struct LayerPlan {
   std::vector<int64_t> ffn;     // kept FFN channels
   std::vector<int64_t> q_rows;  // kept rows of attn_q (kept heads x head_dim)
   std::vector<int64_t> kv_rows; // kept rows of attn_k / attn_v
+  std::vector<float> b_down, b_out;  // [n_embd] compensation biases (empty: none)
 };
+
+// FLAP's bias compensation: b[r] = (existing bias) + sum over removed columns j of
+// w[r][j] * mean[j]: the removed inputs replaced by their calibration means.
+std::vector<float> compensation(const std::vector<float>& w, int64_t rows, int64_t cols,
+                                const std::vector<int64_t>& kept, const std::vector<double>& mean,
+                                const gguf::TensorInfo* bias) {
+  std::vector<bool> is_kept(static_cast<size_t>(cols), false);
+  for (int64_t c : kept) is_kept[static_cast<size_t>(c)] = true;
+  std::vector<float> b(static_cast<size_t>(rows), 0.0f);
+  if (bias != nullptr) b = to_f32(*bias);
+  for (int64_t r = 0; r < rows; ++r) {
+    double acc = 0;
+    for (int64_t c = 0; c < cols; ++c)
+      if (!is_kept[static_cast<size_t>(c)]) acc += static_cast<double>(w[r * cols + c]) * mean[c];
+    b[r] += static_cast<float>(acc);
+  }
+  return b;
+}
 
 }  // namespace
 
@@ -90,9 +109,10 @@ PruneReport prune_structured(const gguf::File& f, const std::string& out, const 
     const std::vector<double> va = stats.variances(static_cast<int>(il), MatInput::AttnOut);
     if (static_cast<int64_t>(vf.size()) != n_ff || static_cast<int64_t>(va.size()) != n_head * hd)
       fail("prune", "structured: no calibration statistics for layer " + std::to_string(il));
-    std::vector<double> sf = col_sq(to_f32(*down), n_embd, n_ff);
+    const std::vector<float> down_w = to_f32(*down), wo_w = to_f32(*wo);
+    std::vector<double> sf = col_sq(down_w, n_embd, n_ff);
     for (int64_t j = 0; j < n_ff; ++j) sf[j] *= vf[j];
-    const std::vector<double> ca = col_sq(to_f32(*wo), n_embd, n_head * hd);
+    const std::vector<double> ca = col_sq(wo_w, n_embd, n_head * hd);
     std::vector<double> sg(static_cast<size_t>(n_kv), 0.0);
     for (int64_t c = 0; c < n_head * hd; ++c) sg[c / hd / per_group] += ca[c] * va[c];
     LayerPlan& lp = plan[static_cast<size_t>(il)];
@@ -101,14 +121,32 @@ PruneReport prune_structured(const gguf::File& f, const std::string& out, const 
       for (int64_t r = g * per_group * hd; r < (g + 1) * per_group * hd; ++r) lp.q_rows.push_back(r);
       for (int64_t r = g * hd; r < (g + 1) * hd; ++r) lp.kv_rows.push_back(r);
     }
+    if (opts.bias_compensation && ff_new < n_ff)
+      lp.b_down = compensation(down_w, n_embd, n_ff, lp.ffn, stats.means(static_cast<int>(il), MatInput::FfnDown),
+                               f.tensor(p + "ffn_down.bias"));
+    if (opts.bias_compensation && kv_new < n_kv)
+      lp.b_out = compensation(wo_w, n_embd, n_head * hd, lp.q_rows, stats.means(static_cast<int>(il), MatInput::AttnOut),
+                              f.tensor(p + "attn_output.bias"));
   }
 
   // What each tensor becomes: rows kept (row selection) or columns kept (column selection).
-  struct Edit { const std::vector<int64_t>* rows = nullptr; const std::vector<int64_t>* cols = nullptr; };
+  // `bias` (set for compensation biases) replaces the source tensor's data, or, with src null,
+  // is a new tensor written after the matrix it belongs to.
+  struct Edit {
+    const std::vector<int64_t>* rows = nullptr;
+    const std::vector<int64_t>* cols = nullptr;
+    const std::vector<float>* bias = nullptr;
+    const gguf::TensorInfo* src = nullptr;
+  };
   std::vector<Edit> edits;
   std::vector<gguf::StreamTensor> tensors;
+  auto add_bias = [&](const std::string& name, const std::vector<float>& b) {
+    edits.push_back({nullptr, nullptr, &b, nullptr});
+    tensors.push_back({name, {n_embd}, DType::F32, static_cast<uint64_t>(n_embd) * sizeof(float)});
+  };
   for (const gguf::TensorInfo& t : f.tensors()) {
     Edit e;
+    e.src = &t;
     int il = -1;
     if (t.name.rfind("blk.", 0) == 0) il = std::atoi(t.name.c_str() + 4);
     if (il >= 0 && il < n_layer) {
@@ -119,6 +157,8 @@ PruneReport prune_structured(const gguf::File& f, const std::string& out, const 
       else if (rest == "attn_q.weight" || rest == "attn_q.bias") e.rows = &lp.q_rows;
       else if (rest == "attn_k.weight" || rest == "attn_v.weight" || rest == "attn_k.bias" || rest == "attn_v.bias") e.rows = &lp.kv_rows;
       else if (rest == "attn_output.weight") e.cols = &lp.q_rows;
+      else if (rest == "ffn_down.bias" && !lp.b_down.empty()) e.bias = &lp.b_down;
+      else if (rest == "attn_output.bias" && !lp.b_out.empty()) e.bias = &lp.b_out;
     }
     gguf::StreamTensor st{t.name, t.dims, t.type, t.size};
     if (e.rows) {
@@ -129,8 +169,17 @@ PruneReport prune_structured(const gguf::File& f, const std::string& out, const 
     int64_t ne = 1;
     for (int64_t d : st.dims) ne *= d;
     st.size = row_size(*type_traits(t.type), st.dims[0]) * static_cast<uint64_t>(ne / st.dims[0]);
+    if (e.bias != nullptr) st.type = DType::F32, st.size = static_cast<uint64_t>(n_embd) * sizeof(float);
     edits.push_back(e);
     tensors.push_back(st);
+    if (il >= 0 && il < n_layer) {  // a new compensation bias follows its matrix
+      const LayerPlan& lp = plan[static_cast<size_t>(il)];
+      const std::string p = "blk." + std::to_string(il) + ".";
+      if (t.name == p + "ffn_down.weight" && !lp.b_down.empty() && f.tensor(p + "ffn_down.bias") == nullptr)
+        add_bias(p + "ffn_down.bias", lp.b_down);
+      if (t.name == p + "attn_output.weight" && !lp.b_out.empty() && f.tensor(p + "attn_output.bias") == nullptr)
+        add_bias(p + "attn_output.bias", lp.b_out);
+    }
   }
 
   std::vector<gguf::KV> kvs = f.kvs();
@@ -141,13 +190,19 @@ PruneReport prune_structured(const gguf::File& f, const std::string& out, const 
   set_kv(kvs, arch + ".attention.value_length", gguf::Value::make_u32(static_cast<uint32_t>(hd)));
   set_kv(kvs, "coppice.prune.method", gguf::Value::make_string("structured"));
   set_kv(kvs, "coppice.prune.sparsity", gguf::Value::make_f32(static_cast<float>(opts.sparsity)));
+  if (opts.bias_compensation) set_kv(kvs, "coppice.prune.bias_compensation", gguf::Value::make_bool(true));
 
   gguf::StreamWriter w(out, kvs, tensors);
   std::vector<uint8_t> buf;
   std::vector<float> row, sel;
-  for (size_t i = 0; i < f.tensors().size(); ++i) {
-    const gguf::TensorInfo& t = f.tensors()[i];
+  for (size_t i = 0; i < edits.size(); ++i) {
     const Edit& e = edits[i];
+    if (e.bias != nullptr) {  // a compensation bias (new, or replacing the source's)
+      w.write_tensor(reinterpret_cast<const uint8_t*>(e.bias->data()), tensors[i].size);
+      if (opts.on_progress) opts.on_progress(i + 1, edits.size(), tensors[i].name);
+      continue;
+    }
+    const gguf::TensorInfo& t = *e.src;
     const TypeTraits& tt = *type_traits(t.type);
     if (e.rows == nullptr && e.cols == nullptr) {
       w.write_tensor(t.data, t.size);
@@ -174,9 +229,9 @@ PruneReport prune_structured(const gguf::File& f, const std::string& out, const 
     }
     rep.n_weights += t.n_elements();
     rep.n_zeros += t.n_elements() - [&] { int64_t ne = 1; for (int64_t d : tensors[i].dims) ne *= d; return ne; }();
-    if (opts.on_progress) opts.on_progress(i + 1, f.tensors().size(), t.name);
+    if (opts.on_progress) opts.on_progress(i + 1, edits.size(), t.name);
   }
-  rep.n_tensors = f.tensors().size();
+  rep.n_tensors = edits.size();
   rep.out_file_bytes = w.bytes_written();
   w.finish();
   rep.in_file_bytes = f.mapping()->size();

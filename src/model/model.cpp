@@ -237,6 +237,8 @@ void Model::forward_layer(int il, std::span<const BatchToken> batch, KvCache& ca
 
   if (observer_) observer_->observe(il, MatInput::AttnOut, s_.att.data(), n, qd);
   ops::matmul(L.wo, s_.att.data(), n, s_.tmp.data(), *pool_, s_.act);
+  if (!L.bo.empty())
+    for (int i = 0; i < n; ++i) ops::add(s_.tmp.data() + i * E, L.bo.data(), E);
   if (cfg_.post_norms)
     for (int i = 0; i < n; ++i) ops::rmsnorm(s_.tmp.data() + i * E, L.attn_post_norm.data(), s_.tmp.data() + i * E, E, cfg_.rms_eps);
   ops::add(x, s_.tmp.data(), n * E);
@@ -268,6 +270,8 @@ void Model::dense_ffn(const LayerWeights& L, int n, int il) {
   else ops::swiglu(s_.gate.data(), s_.up.data(), n * ff);
   if (observer_) observer_->observe(il, MatInput::FfnDown, s_.gate.data(), n, ff);
   ops::matmul(L.w_down, s_.gate.data(), n, s_.tmp.data(), *pool_, s_.act);
+  if (!L.b_down.empty())
+    for (int i = 0; i < n; ++i) ops::add(s_.tmp.data() + i * cfg_.n_embd, L.b_down.data(), cfg_.n_embd);
 }
 
 }  // namespace coppice

@@ -102,6 +102,7 @@ void bind_attention(const WeightBinder& b, const ModelConfig& cfg, int64_t il, L
     l.k_norm = b.vec(blk(il, "attn_k_norm.weight"), cfg.head_dim);
   }
   l.wo = b.mat(blk(il, "attn_output.weight"), qd, E);
+  if (b.has(blk(il, "attn_output.bias"))) l.bo = b.vec(blk(il, "attn_output.bias"), E);
   if (cfg.post_norms) l.attn_post_norm = b.vec(blk(il, "post_attention_norm.weight"), E);
 }
 
@@ -117,6 +118,7 @@ void bind_ffn(const WeightBinder& b, const ModelConfig& cfg, int64_t il, LayerWe
       l.w_up = b.mat(blk(il, "ffn_up.weight"), E, cfg.n_ff);
     }
     l.w_down = b.mat(blk(il, "ffn_down.weight"), cfg.n_ff, E);
+    if (b.has(blk(il, "ffn_down.bias"))) l.b_down = b.vec(blk(il, "ffn_down.bias"), E);
     return;
   }
   const int64_t ne = cfg.n_expert, ff = cfg.n_ff_exp;

@@ -32,11 +32,13 @@ struct LayerWeights {
   std::vector<float> bq, bk, bv;      // [q_dim], [kv_dim], [kv_dim] (qkv_bias)
   std::vector<float> q_norm, k_norm;  // [head_dim] (qk_norm)
   WeightView wo;                      // [n_embd][n_head * head_dim]
+  std::vector<float> bo;              // [n_embd] attn_output.bias, optional (empty: none)
   std::vector<float> attn_post_norm;  // [n_embd] (post_norms)
   std::vector<float> ffn_norm;        // [n_embd]
   WeightView w_gate;                  // [n_ff][n_embd] (absent with fused_gate_up)
   WeightView w_up;                    // [n_ff][n_embd], or [2 n_ff][n_embd] = [gate; up] fused
   WeightView w_down;                  // [n_embd][n_ff]
+  std::vector<float> b_down;          // [n_embd] ffn_down.bias, optional (empty: none)
   std::vector<float> ffn_post_norm;   // [n_embd] (post_norms)
   // Mixture of experts.
   WeightView gate_inp;                // router: [n_expert][n_embd]
