@@ -3,6 +3,7 @@
 # Evaluation text: stories sampled from the model itself (seeds 1..N, temperature 1); the
 # calibration of wanda / nm is the prune command's own self-generated text (seed 42), so the
 # two never overlap. Prints one markdown row per (method, sparsity).
+# ONLY=structured runs just the structured rows.
 set -euo pipefail
 BIN=${BIN:-build/release/bin/coppice}
 MODEL=${MODEL:-../shared/models/stories260K.gguf}
@@ -26,12 +27,13 @@ row() {  # method label sparsity args...
   top=$(grep 'KL(base' "$OUT/log.txt" | sed 's/.*agreement \([0-9.]*%\).*/\1/')
   echo "| $label | $sp | $ppl | $kl | $top |"
 }
-for sp in 0.1 0.2 0.3 0.4 0.5 0.6; do
+[ "${ONLY:-}" = structured ] || for sp in 0.1 0.2 0.3 0.4 0.5 0.6; do
   row magnitude "$sp" --method magnitude --sparsity "$sp"
   row wanda "$sp" --method wanda --sparsity "$sp"
 done
 for sp in 0.1 0.2 0.3 0.4 0.5 0.6; do
-  row structured "$sp" --method structured --sparsity "$sp"
+  row "structured (bias compensation)" "$sp" --method structured --sparsity "$sp"
+  row "structured (no compensation)" "$sp" --method structured --sparsity "$sp" --no-bias-comp
 done
 row "nm 2:4 (wanda score)" 0.5 --method nm --nm 2:4
 row "nm 2:4 (magnitude score)" 0.5 --method nm --nm 2:4 --nm-magnitude
