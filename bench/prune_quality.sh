@@ -34,6 +34,7 @@ done
 for sp in 0.1 0.2 0.3 0.4 0.5 0.6; do
   row "structured (bias compensation)" "$sp" --method structured --sparsity "$sp"
   row "structured (no compensation)" "$sp" --method structured --sparsity "$sp" --no-bias-comp
+  row "structured --ffn-global (comp.)" "$sp" --method structured --sparsity "$sp" --ffn-global
 done
 row "nm 2:4 (wanda score)" 0.5 --method nm --nm 2:4
 row "nm 2:4 (magnitude score)" 0.5 --method nm --nm 2:4 --nm-magnitude

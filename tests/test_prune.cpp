@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cmath>
 #include <random>
 
@@ -332,21 +333,57 @@ TEST(PruneStructured, ZeroRemovalReproducesTheLogits) {
 // compensation (FLAP) the removed inputs are replaced by their calibration means instead:
 // the full model with those columns zeroed plus the bias W[:, removed] . mean, recomputed here
 // in double from the base weights and this test's own calibration run.
-void check_structured_equals_zeroed_columns(bool compensate) {
+// base: a tiny model (2 layers, n_ff 128, 8 heads in 4 KV groups); with `skew`, 4 of layer 0's
+// ffn_down columns are scaled 20x, so its standardized channel scores are heavy-tailed and a
+// global (cross-layer) ranking takes more channels from layer 1.
+void write_structured_base(const std::string& base, bool skew) {
   SynthOptions so = tiny("f32");
   so.heads = 8;
   so.kv_heads = 4;
   so.layers = 2;
-  const std::string tag = compensate ? "-comp" : "";
-  const std::string base = temp_path("structured-base" + tag + ".gguf"), out = temp_path("structured-25" + tag + ".gguf");
   synth_model(base, so);
+  if (!skew) return;
+  const gguf::File bf = gguf::File::open(base);
+  std::vector<std::vector<float>> data;
+  std::vector<gguf::WriterTensor> wt;
+  for (const gguf::TensorInfo& t : bf.tensors()) {
+    std::vector<float> v = dequant(t);
+    if (t.name == "blk.0.ffn_down.weight")
+      for (int64_t r0 = 0; r0 < t.dims[1]; ++r0)
+        for (int64_t c = 0; c < 4; ++c) v[r0 * t.dims[0] + c * 7] *= 20.0f;
+    data.push_back(std::move(v));
+    wt.push_back({t.name, t.dims, DType::F32, nullptr, t.size});
+  }
+  for (size_t i = 0; i < wt.size(); ++i) wt[i].data = data[i].data();
+  const std::string tmp = base + ".tmp";
+  gguf::write_file(tmp, bf.kvs(), wt);
+  std::filesystem::rename(tmp, base);
+}
+
+void check_structured_equals_zeroed_columns(bool compensate, bool global = false) {
+  const std::string tag = std::string(compensate ? "-comp" : "") + (global ? "-global" : "");
+  const std::string base = temp_path("structured-base" + tag + ".gguf"), out = temp_path("structured-25" + tag + ".gguf");
+  write_structured_base(base, global);
   PruneOptions po = structured(0.25);
   po.bias_compensation = compensate;
+  po.ffn_global = global;
   const PruneReport r = prune_file(base, out, po);
   EXPECT_GT(r.n_zeros, 0);
   const gguf::File bf = gguf::File::open(base), pf = gguf::File::open(out);
   const ModelConfig pc = ModelConfig::from_gguf(pf);
-  EXPECT_EQ(pc.n_ff, 96);       // 128 - 32
+  ASSERT_EQ(r.ffn_kept.size(), 2u);
+  if (global) {
+    // 64 of 256 channels removed overall, in multiples of 32 per layer, more from layer 1.
+    EXPECT_EQ(r.ffn_kept[0] + r.ffn_kept[1], 192);
+    EXPECT_GT(r.ffn_kept[0], r.ffn_kept[1]);
+    EXPECT_EQ(r.ffn_kept[0] % 32, 0);
+    EXPECT_EQ(pc.ff(0), r.ffn_kept[0]);
+    EXPECT_EQ(pc.ff(1), r.ffn_kept[1]);
+  } else {
+    EXPECT_EQ(pc.n_ff, 96);     // 128 - 32
+    EXPECT_EQ(r.ffn_kept[0], 96);
+    EXPECT_EQ(r.ffn_kept[1], 96);
+  }
   EXPECT_EQ(pc.n_head_kv, 3);   // 4 - 1
   EXPECT_EQ(pc.n_head, 6);
   EXPECT_EQ(pc.head_dim, 8);    // the original 64 / 8, now written as key_length
@@ -383,8 +420,9 @@ void check_structured_equals_zeroed_columns(bool compensate) {
       const std::vector<bool> kept = kept_rows(p + (down ? "ffn_gate.weight" : "attn_q.weight"));
       int64_t n_kept = 0;
       for (bool k : kept) n_kept += k;
-      EXPECT_EQ(n_kept, down ? 96 : 6 * 8) << t.name;
-      const std::vector<double> mean = stats.means(std::atoi(t.name.c_str() + 4), down ? MatInput::FfnDown : MatInput::AttnOut);
+      const int il = std::atoi(t.name.c_str() + 4);
+      EXPECT_EQ(n_kept, down ? pc.ff(il) : 6 * 8) << t.name;
+      const std::vector<double> mean = stats.means(il, down ? MatInput::FfnDown : MatInput::AttnOut);
       ASSERT_EQ(mean.size(), static_cast<size_t>(t.dims[0]));
       for (int64_t r0 = 0; r0 < t.dims[1]; ++r0) {
         double acc = 0;
@@ -397,7 +435,7 @@ void check_structured_equals_zeroed_columns(bool compensate) {
       }
       const std::string bname = p + (down ? "ffn_down.bias" : "attn_output.bias");
       const gguf::TensorInfo* pb = pf.tensor(bname);
-      if (!compensate) {
+      if (!compensate || n_kept == t.dims[0]) {  // nothing to compensate
         EXPECT_EQ(pb, nullptr) << bname;
         bias.clear();
       } else {
@@ -420,7 +458,7 @@ void check_structured_equals_zeroed_columns(bool compensate) {
                     static_cast<uint64_t>(t.dims[1]) * 4});
     }
   }
-  EXPECT_EQ(n_bias, compensate ? 4 : 0);
+  EXPECT_EQ(n_bias, compensate ? 2 + (r.ffn_kept[0] < 128) + (r.ffn_kept[1] < 128) : 0);
   for (size_t i = 0; i < wt.size(); ++i) wt[i].data = data[i].data();
   const std::string masked = temp_path("structured-masked" + tag + ".gguf");
   gguf::write_file(masked, bf.kvs(), wt);
@@ -433,3 +471,7 @@ void check_structured_equals_zeroed_columns(bool compensate) {
 TEST(PruneStructured, EqualsTheFullModelWithRemovedColumnsZeroed) { check_structured_equals_zeroed_columns(false); }
 
 TEST(PruneStructured, BiasCompensationAddsTheRemovedColumnsMeanOutput) { check_structured_equals_zeroed_columns(true); }
+
+// --ffn-global: per-layer FFN widths (an array feed_forward_length) that load and compute as
+// the full model with each layer's removed columns zeroed (plus compensation).
+TEST(PruneStructured, GlobalRankingGivesPerLayerWidthsThatLoad) { check_structured_equals_zeroed_columns(true, true); }

@@ -21,6 +21,7 @@ struct PruneArgs {
   uint64_t seed = 42;
   bool nm_magnitude = false;
   bool no_bias_comp = false;
+  bool ffn_global = false;
 };
 
 int prune(const PruneArgs& a) {
@@ -47,6 +48,9 @@ int prune(const PruneArgs& a) {
   if (a.no_bias_comp && o.method != PruneMethod::Structured)
     fail("prune", "--no-bias-comp applies to --method structured only");
   o.bias_compensation = !a.no_bias_comp;
+  if (a.ffn_global && o.method != PruneMethod::Structured)
+    fail("prune", "--ffn-global applies to --method structured only");
+  o.ffn_global = a.ffn_global;
   o.calib_file = a.calib;
   o.calib_tokens = a.calib_tokens;
   o.calib_ctx = a.calib_ctx;
@@ -76,6 +80,11 @@ int prune(const PruneArgs& a) {
       for (int e : r.experts_kept[il]) std::printf(" %d", e);
       std::printf("\n");
     }
+  }
+  if (!r.ffn_kept.empty()) {
+    std::printf("  FFN channels kept per layer:");
+    for (int64_t k : r.ffn_kept) std::printf(" %lld", static_cast<long long>(k));
+    std::printf("\n");
   }
   std::printf("  matrices: %zu of %zu tensors, %lld of %lld weights %s (%.2f%%)\n", r.n_pruned,
               r.n_tensors, static_cast<long long>(r.n_zeros), static_cast<long long>(r.n_weights),
@@ -114,6 +123,7 @@ Action register_prune(CLI::App& app) {
   sub->add_option("--experts-keep", a->experts_keep, "experts: keep this many experts per layer (instead of --sparsity)")->check(CLI::Range(1, 1 << 16));
   sub->add_option("--nm", a->nm, "N:M pattern for --method nm (default 2:4)");
   sub->add_flag("--no-bias-comp", a->no_bias_comp, "structured: do not fold the removed channels' calibration mean output into ffn_down / attn_output biases (FLAP bias compensation, on by default)");
+  sub->add_flag("--ffn-global", a->ffn_global, "structured: rank FFN channels across layers (FLAP adaptive structure: standardized scores; per-layer feed_forward_length, multiples of 32) instead of the same fraction per layer");
   sub->add_flag("--nm-magnitude", a->nm_magnitude, "nm: score by |W| only (no calibration run)");
   sub->add_option("--calib", a->calib, "calibration text file (default: sampled from the model)");
   sub->add_option("--calib-tokens", a->calib_tokens, "calibration tokens (default 2048)")->check(CLI::Range(1, 1 << 24));

@@ -30,6 +30,8 @@ struct PruneOptions {
   int calib_ctx = 256;       // tokens per calibration sequence
   uint64_t seed = 42;        // self-generated calibration
   bool bias_compensation = true;  // structured: fold removed channels' mean output into a bias
+  bool ffn_global = false;        // structured: FFN channels ranked across layers (FLAP's adaptive
+                                  // structure; per-layer feed_forward_length) instead of per layer
   int n_threads = 0;
   // After each tensor: index (1-based), count, name.
   std::function<void(size_t, size_t, const std::string&)> on_progress;
@@ -42,6 +44,7 @@ struct PruneReport {
   int64_t calib_tokens = 0;             // 0 without calibration
   uint64_t in_file_bytes = 0, out_file_bytes = 0;
   double seconds = 0;
+  std::vector<int64_t> ffn_kept;  // structured: [n_layer] FFN channels kept per layer
   std::vector<std::vector<int>> experts_kept;  // experts: [n_layer] kept expert ids, ascending
   int64_t experts_before = 0, experts_after = 0, experts_used = 0;  // experts: the new metadata
 };
@@ -112,7 +115,9 @@ std::vector<std::vector<int32_t>> self_generated_tokens(Model& model, const Toke
 // Pruning"; engine/prune_structured.cpp): per layer, the round(sparsity * n_ff) FFN channels
 // and round(sparsity * n_head_kv) KV head groups (with their query heads) of lowest
 // fluctuation (input variance x squared norm of the output-matrix column) are removed, the
-// same count in every layer so the metadata stays one value per key. Bias compensation
+// same count in every layer; with ffn_global the FFN channels are ranked across layers instead
+// (standardized scores, FLAP's adaptive structure) and feed_forward_length becomes one value
+// per layer. Bias compensation
 // (FLAP; on unless PruneOptions::bias_compensation is false): a removed input channel j of
 // ffn_down / attn_output is replaced by its calibration mean, folded into the matrix's bias,
 // b += W[:, j] * mean_j, written as F32 blk.N.ffn_down.bias / attn_output.bias (optional

@@ -67,6 +67,37 @@ std::vector<float> compensation(const std::vector<float>& w, int64_t rows, int64
   return b;
 }
 
+// FLAP's adaptive structure across layers: each layer's channel scores are standardized
+// ((s - mean) / std within the layer) and the round(sparsity x all channels) lowest of the whole
+// model are removed, so layers whose channels matter more evenly lose fewer. A layer keeps at
+// least 1/16 of its channels, and (when its width is a multiple of 32) a multiple of 32, so the
+// pruned matrices still quantize to 32-blocks.
+std::vector<int64_t> global_ffn_counts(const std::vector<std::vector<double>>& score, double sparsity) {
+  struct Ch { double z; size_t layer; };
+  std::vector<Ch> all;
+  for (size_t l = 0; l < score.size(); ++l) {
+    const std::vector<double>& s = score[l];
+    double mean = 0, var = 0;
+    for (double x : s) mean += x;
+    mean /= static_cast<double>(s.size());
+    for (double x : s) var += (x - mean) * (x - mean);
+    const double sd = std::sqrt(var / static_cast<double>(s.size()));
+    for (double x : s) all.push_back({sd > 0 ? (x - mean) / sd : 0.0, l});
+  }
+  std::stable_sort(all.begin(), all.end(), [](const Ch& a, const Ch& b) { return a.z < b.z; });
+  const auto n_remove = static_cast<size_t>(std::llround(sparsity * static_cast<double>(all.size())));
+  std::vector<int64_t> removed(score.size(), 0);
+  for (size_t i = 0; i < n_remove && i < all.size(); ++i) ++removed[all[i].layer];
+  std::vector<int64_t> keep(score.size());
+  for (size_t l = 0; l < score.size(); ++l) {
+    const auto n = static_cast<int64_t>(score[l].size());
+    int64_t k = n - removed[l];
+    if (n % 32 == 0) k = std::clamp<int64_t>((k + 16) / 32 * 32, 32, n);
+    keep[l] = std::clamp<int64_t>(k, std::max<int64_t>(1, n / 16), n);
+  }
+  return keep;
+}
+
 }  // namespace
 
 PruneReport prune_structured(const gguf::File& f, const std::string& out, const PruneOptions& opts,
@@ -79,6 +110,9 @@ PruneReport prune_structured(const gguf::File& f, const std::string& out, const 
     return *v;
   };
   const int64_t n_layer = need_int("block_count"), n_embd = need_int("embedding_length");
+  if (const gguf::Value* v = f.find(arch + ".feed_forward_length"); v != nullptr && v->type == gguf::ValueType::ARRAY)
+    fail("prune", "structured: " + arch + ".feed_forward_length is per layer (already pruned adaptively); "
+                  "prune the original model");
   const int64_t n_ff = need_int("feed_forward_length"), n_head = need_int("attention.head_count");
   const int64_t n_kv = f.get_int(arch + ".attention.head_count_kv").value_or(n_head);
   const int64_t hd = f.get_int(arch + ".attention.key_length").value_or(n_embd / n_head);
@@ -99,6 +133,7 @@ PruneReport prune_structured(const gguf::File& f, const std::string& out, const 
 
   // Per layer: fluctuation scores -> kept channels and heads.
   std::vector<LayerPlan> plan(static_cast<size_t>(n_layer));
+  std::vector<std::vector<double>> ffn_score(static_cast<size_t>(n_layer));
   for (int64_t il = 0; il < n_layer; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     const gguf::TensorInfo* down = f.tensor(p + "ffn_down.weight");
@@ -116,17 +151,27 @@ PruneReport prune_structured(const gguf::File& f, const std::string& out, const 
     std::vector<double> sg(static_cast<size_t>(n_kv), 0.0);
     for (int64_t c = 0; c < n_head * hd; ++c) sg[c / hd / per_group] += ca[c] * va[c];
     LayerPlan& lp = plan[static_cast<size_t>(il)];
-    lp.ffn = keep_top(sf, ff_new);
+    ffn_score[static_cast<size_t>(il)] = sf;
     for (int64_t g : keep_top(sg, kv_new)) {
       for (int64_t r = g * per_group * hd; r < (g + 1) * per_group * hd; ++r) lp.q_rows.push_back(r);
       for (int64_t r = g * hd; r < (g + 1) * hd; ++r) lp.kv_rows.push_back(r);
     }
-    if (opts.bias_compensation && ff_new < n_ff)
-      lp.b_down = compensation(down_w, n_embd, n_ff, lp.ffn, stats.means(static_cast<int>(il), MatInput::FfnDown),
-                               f.tensor(p + "ffn_down.bias"));
     if (opts.bias_compensation && kv_new < n_kv)
       lp.b_out = compensation(wo_w, n_embd, n_head * hd, lp.q_rows, stats.means(static_cast<int>(il), MatInput::AttnOut),
                               f.tensor(p + "attn_output.bias"));
+  }
+
+  const std::vector<int64_t> ff_keep = opts.ffn_global ? global_ffn_counts(ffn_score, opts.sparsity)
+                                                       : std::vector<int64_t>(static_cast<size_t>(n_layer), ff_new);
+  for (int64_t il = 0; il < n_layer; ++il) {
+    LayerPlan& lp = plan[static_cast<size_t>(il)];
+    const int64_t keep = ff_keep[static_cast<size_t>(il)];
+    lp.ffn = keep_top(ffn_score[static_cast<size_t>(il)], keep);
+    if (opts.bias_compensation && keep < n_ff) {
+      const std::string p = "blk." + std::to_string(il) + ".";
+      lp.b_down = compensation(to_f32(*f.tensor(p + "ffn_down.weight")), n_embd, n_ff, lp.ffn,
+                               stats.means(static_cast<int>(il), MatInput::FfnDown), f.tensor(p + "ffn_down.bias"));
+    }
   }
 
   // What each tensor becomes: rows kept (row selection) or columns kept (column selection).
@@ -183,7 +228,13 @@ PruneReport prune_structured(const gguf::File& f, const std::string& out, const 
   }
 
   std::vector<gguf::KV> kvs = f.kvs();
-  set_kv(kvs, arch + ".feed_forward_length", gguf::Value::make_u32(static_cast<uint32_t>(ff_new)));
+  if (std::all_of(ff_keep.begin(), ff_keep.end(), [&](int64_t k) { return k == ff_keep[0]; })) {
+    set_kv(kvs, arch + ".feed_forward_length", gguf::Value::make_u32(static_cast<uint32_t>(ff_keep[0])));
+  } else {  // one value per layer, the array form llama.cpp also reads
+    std::vector<int32_t> per(ff_keep.begin(), ff_keep.end());
+    set_kv(kvs, arch + ".feed_forward_length", gguf::Value::make_i32_array(per));
+  }
+  rep.ffn_kept = ff_keep;
   set_kv(kvs, arch + ".attention.head_count", gguf::Value::make_u32(static_cast<uint32_t>(kv_new * per_group)));
   set_kv(kvs, arch + ".attention.head_count_kv", gguf::Value::make_u32(static_cast<uint32_t>(kv_new)));
   set_kv(kvs, arch + ".attention.key_length", gguf::Value::make_u32(static_cast<uint32_t>(hd)));

@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "model/arch.h"
@@ -84,7 +85,25 @@ void read_common_config(const gguf::File& f, ModelConfig& c) {
   check_range(f, c, "attention.sliding_window", c.n_swa, 0, int64_t{1} << 32);
   c.swa_layers.assign(static_cast<size_t>(c.n_layer), 1);
 
-  c.n_ff = arch_int(f, c, "feed_forward_length").value_or(0);
+  if (const gguf::Value* v = f.find(c.arch + ".feed_forward_length"); v != nullptr && v->type == gguf::ValueType::ARRAY) {
+    // One value per layer (llama.cpp reads the same array form).
+    if (v->elem_type == gguf::ValueType::STRING || v->elem_type == gguf::ValueType::ARRAY ||
+        v->n != static_cast<uint64_t>(c.n_layer))
+      config_error(f, c, "feed_forward_length is an array of " + std::to_string(v->n) +
+                             " values; expected one number per layer (" + std::to_string(c.n_layer) + ")");
+    for (uint64_t i = 0; i < v->n; ++i) {
+      const double x = v->array_number(i);
+      if (!(x >= 1 && x <= (1 << 22)) || x != static_cast<double>(static_cast<int64_t>(x)))
+        config_error(f, c, "feed_forward_length[" + std::to_string(i) + "] = " + std::to_string(x) +
+                               " is outside 1..4194304");
+      c.n_ff_layer.push_back(static_cast<int64_t>(x));
+    }
+    c.n_ff = *std::max_element(c.n_ff_layer.begin(), c.n_ff_layer.end());
+    if (std::all_of(c.n_ff_layer.begin(), c.n_ff_layer.end(), [&](int64_t x) { return x == c.n_ff; }))
+      c.n_ff_layer.clear();
+  } else {
+    c.n_ff = arch_int(f, c, "feed_forward_length").value_or(0);
+  }
   c.n_expert = arch_int(f, c, "expert_count").value_or(0);
   if (c.n_expert > 0) {
     check_range(f, c, "expert_count", c.n_expert, 1, 4096);

@@ -22,7 +22,11 @@ struct ModelConfig {
   int64_t n_head = 0;
   int64_t n_head_kv = 0;
   int64_t head_dim = 0;   // attention.key_length, default n_embd / n_head
-  int64_t n_ff = 0;       // feed_forward_length (0 for MoE-only models)
+  int64_t n_ff = 0;       // feed_forward_length (0 for MoE-only models); the largest layer's
+                          // when the GGUF stores one value per layer
+  std::vector<int64_t> n_ff_layer;  // [n_layer] per-layer feed_forward_length (an array in the
+                                    // GGUF, e.g. FLAP-adaptive pruned models); empty: n_ff everywhere
+  int64_t ff(int64_t il) const { return n_ff_layer.empty() ? n_ff : n_ff_layer[static_cast<size_t>(il)]; }
   int64_t n_ctx_train = 0;
   float rms_eps = 1e-5f;
   float rope_freq_base = 10000.0f;

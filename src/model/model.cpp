@@ -253,7 +253,7 @@ void Model::forward_layer(int il, std::span<const BatchToken> batch, KvCache& ca
 }
 
 void Model::dense_ffn(const LayerWeights& L, int n, int il) {
-  const int64_t ff = cfg_.n_ff;
+  const int64_t ff = cfg_.ff(il);
   const float* xn = s_.xn.data();
   if (cfg_.fused_gate_up) {
     ops::matmul(L.w_up, xn, n, s_.fused.data(), *pool_, s_.act);

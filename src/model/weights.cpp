@@ -112,12 +112,12 @@ void bind_ffn(const WeightBinder& b, const ModelConfig& cfg, int64_t il, LayerWe
   if (cfg.post_norms) l.ffn_post_norm = b.vec(blk(il, "post_ffw_norm.weight"), E);
   if (cfg.n_expert == 0) {
     if (cfg.fused_gate_up) {
-      l.w_up = b.mat(blk(il, "ffn_up.weight"), E, 2 * cfg.n_ff);
+      l.w_up = b.mat(blk(il, "ffn_up.weight"), E, 2 * cfg.ff(il));
     } else {
-      l.w_gate = b.mat(blk(il, "ffn_gate.weight"), E, cfg.n_ff);
-      l.w_up = b.mat(blk(il, "ffn_up.weight"), E, cfg.n_ff);
+      l.w_gate = b.mat(blk(il, "ffn_gate.weight"), E, cfg.ff(il));
+      l.w_up = b.mat(blk(il, "ffn_up.weight"), E, cfg.ff(il));
     }
-    l.w_down = b.mat(blk(il, "ffn_down.weight"), cfg.n_ff, E);
+    l.w_down = b.mat(blk(il, "ffn_down.weight"), cfg.ff(il), E);
     if (b.has(blk(il, "ffn_down.bias"))) l.b_down = b.vec(blk(il, "ffn_down.bias"), E);
     return;
   }
