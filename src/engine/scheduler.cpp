@@ -549,10 +549,16 @@ void Engine::attach_spec(Seq& s) {
   if (cfg.kind == SpecConfig::Kind::None || policy_) return;
   cfg.max_nodes = opts_.spec_max_nodes;
   cfg.adaptive = opts_.spec_adaptive;
-  // A draft model is shared (loaded once); the drafter owns this sequence's draft KV.
-  std::unique_ptr<Drafter> d = cfg.kind == SpecConfig::Kind::DraftModel
-                                   ? make_draft_model_drafter(find_draft(cfg.draft_path))
-                                   : make_drafter(cfg, model_, cache_, s.id, 0, opts_.n_ctx);
+  // A draft model is shared (loaded once; submit checked the name); the drafter owns this
+  // sequence's draft KV.
+  std::unique_ptr<Drafter> d;
+  if (cfg.kind == SpecConfig::Kind::DraftModel) {
+    std::shared_ptr<DraftModelHost> host = find_draft(cfg.draft_path);
+    if (!host) return;
+    d = make_draft_model_drafter(std::move(host));
+  } else {
+    d = make_drafter(cfg, model_, cache_, s.id, 0, opts_.n_ctx);
+  }
   s.spec = std::make_unique<SpecDecoder>(model_, cache_, s.id, *s.sampler, std::move(d), cfg);
 }
 
