@@ -37,6 +37,8 @@ struct ServeArgs {
   int min_chunk = 16;
   std::string spec = "none";
   int spec_max = 16;
+  bool spec_fixed = false;
+  std::vector<std::string> draft_models;
   int max_queue = 256;
   int max_tokens = 0;
   int max_prompt = 0;
@@ -87,6 +89,8 @@ int serve(ServeArgs a) {
   eo.min_chunk = a.min_chunk;
   eo.spec = a.spec;
   eo.spec_max_nodes = a.spec_max;
+  eo.spec_adaptive = !a.spec_fixed;
+  eo.draft_models = a.draft_models;
   eo.block_size = a.block_size;
   eo.kv_type = l.kv.type;
   eo.kv_type_v = l.kv.type_v;
@@ -159,8 +163,11 @@ Action register_serve(CLI::App& app) {
   sub->add_option("--kv-memory", a->kv_memory_mib, "KV cache pool size in MiB")->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   sub->add_option("--block-size", a->block_size, "tokens per KV block")->check(CLI::Range(1, 1024));
   sub->add_option("--spec", a->spec, "default speculative decoding for lone sequences: ngram[:N], recycle[:K], "
-                  "layerskip[:EXIT] or none (requests may set \"spec\")");
+                  "layerskip[:EXIT], draft:PATH (loaded once) or none (requests may set \"spec\")");
+  sub->add_option("--draft-model", a->draft_models,
+                  "load a draft GGUF that requests may name as \"spec\": \"draft:FILE\" (repeatable)");
   sub->add_option("--spec-max", a->spec_max, "largest draft tree")->check(CLI::Range(1, 64));
+  sub->add_flag("--spec-fixed", a->spec_fixed, "always draft --spec-max tokens (no adaptive size / fallback)");
   sub->add_option("--step-tokens", a->step_tokens, "tokens per forward step (chunked prefill budget)")->check(CLI::Range(1, 1 << 20));
   sub->add_option("--tpot-ms", a->tpot_ms,
                   "time-per-output-token target: prompt chunks shrink while sequences decode (0: off)")

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "engine/spec_decode.h"
+#include "engine/spec_draft_model.h"
 #include "util/error.h"
 
 namespace coppice {
@@ -76,6 +77,7 @@ Engine::Engine(Model& model, const Tokenizer& tok, EngineOptions opts)
       budget_(opts.tpot_ms, opts.step_tokens, opts.min_chunk) {
   if (opts_.n_parallel < 1 || opts_.step_tokens < 1 || opts_.n_ctx < 2 || opts_.min_chunk < 1 || opts_.tpot_ms < 0)
     fail("engine", "n_parallel, step_tokens, min_chunk must be >= 1, n_ctx >= 2 and tpot_ms >= 0");
+  load_drafts();
   check_spec(opts_.spec);
   stats_.kv_blocks_total = cache_.n_blocks();
   stats_.kv_bytes_total = static_cast<int64_t>(cache_.bytes_total());
@@ -121,7 +123,7 @@ std::shared_ptr<RequestHandle> Engine::submit(GenRequest req, EventSink sink) {
     try {
       check_spec(req.spec);
     } catch (const Error& e) {
-      throw AdmissionError(400, e.what());
+      throw AdmissionError(400, e.what(), "spec");
     }
   }
   auto r = std::make_shared<Request>();
@@ -143,7 +145,9 @@ std::shared_ptr<RequestHandle> Engine::submit(GenRequest req, EventSink sink) {
 
 EngineStats Engine::stats() const {
   std::lock_guard<std::mutex> lk(mu_);
-  return stats_;
+  EngineStats st = stats_;
+  for (const auto& d : drafts_) st.spec_draft_kv_blocks += d->kv_blocks_used();
+  return st;
 }
 
 SeqId Engine::next_seq_id() { return next_id_++; }
@@ -507,10 +511,32 @@ void Engine::finish(Seq& s, FinishReason why, const TokenEvent* last) {
 
 // ---- Speculative decoding (engine/spec_decode.h) ----
 
+void Engine::load_drafts() {
+  std::vector<std::string> paths = opts_.draft_models;
+  const SpecConfig def = parse_spec(opts_.spec);
+  if (def.kind == SpecConfig::Kind::DraftModel) paths.push_back(def.draft_path);
+  for (const std::string& p : paths) {
+    if (find_draft(p)) continue;
+    // Draft KV for two sequences: the one speculating alone and the last one that did.
+    drafts_.push_back(std::make_shared<DraftModelHost>(p, model_, model_.pool().size(), opts_.n_ctx, 2));
+  }
+}
+
+std::shared_ptr<DraftModelHost> Engine::find_draft(const std::string& name) const {
+  for (const auto& d : drafts_)
+    if (d->names(name)) return d;
+  return nullptr;
+}
+
 void Engine::check_spec(const std::string& text) const {
   const SpecConfig cfg = parse_spec(text);
-  if (cfg.kind == SpecConfig::Kind::DraftModel)
-    fail("spec", "draft models are not available in the server (use ngram, recycle or layerskip)");
+  if (cfg.kind == SpecConfig::Kind::DraftModel && !find_draft(cfg.draft_path)) {
+    std::string loaded;
+    for (const auto& d : drafts_) loaded += (loaded.empty() ? "" : ", ") + d->file_name();
+    fail("spec", "draft model '" + cfg.draft_path + "' is not loaded by this server (" +
+                     (loaded.empty() ? std::string("none is: start it with --spec draft:PATH or --draft-model PATH")
+                                     : "loaded: " + loaded) + ")");
+  }
   if (cfg.kind == SpecConfig::Kind::LayerSkip && cfg.exit_layer >= model_.config().n_layer)
     fail("spec", "layerskip exit layer " + std::to_string(cfg.exit_layer) + " must be below the model's " +
                      std::to_string(model_.config().n_layer) + " layers");
@@ -519,12 +545,21 @@ void Engine::check_spec(const std::string& text) const {
 void Engine::attach_spec(Seq& s) {
   const GenRequest& q = s.req->req;
   SpecConfig cfg = parse_spec(q.spec.empty() ? opts_.spec : q.spec);
-  // Logprobs need every token's own logits row, and eviction (--kv-policy) compacts cells
-  // under the verifier's feet: those requests decode plainly.
-  if (cfg.kind == SpecConfig::Kind::None || q.top_logprobs >= 0 || policy_) return;
+  // Eviction (--kv-policy) compacts cells under the verifier's feet: those decode plainly.
+  if (cfg.kind == SpecConfig::Kind::None || policy_) return;
   cfg.max_nodes = opts_.spec_max_nodes;
-  s.spec = std::make_unique<SpecDecoder>(model_, cache_, s.id, *s.sampler,
-                                         make_drafter(cfg, model_, cache_, s.id, 0, opts_.n_ctx), cfg);
+  cfg.adaptive = opts_.spec_adaptive;
+  // A draft model is shared (loaded once; submit checked the name); the drafter owns this
+  // sequence's draft KV.
+  std::unique_ptr<Drafter> d;
+  if (cfg.kind == SpecConfig::Kind::DraftModel) {
+    std::shared_ptr<DraftModelHost> host = find_draft(cfg.draft_path);
+    if (!host) return;
+    d = make_draft_model_drafter(std::move(host));
+  } else {
+    d = make_drafter(cfg, model_, cache_, s.id, 0, opts_.n_ctx);
+  }
+  s.spec = std::make_unique<SpecDecoder>(model_, cache_, s.id, *s.sampler, std::move(d), cfg);
 }
 
 void Engine::spec_step(Seq& s) {
@@ -549,7 +584,8 @@ void Engine::spec_step(Seq& s) {
   }
   // The cache holds the pending token and the accepted drafts: every drawn token but the last.
   const int kv = cache_.length(s.id);
-  for (const int32_t id : out) {
+  for (size_t j = 0; j < out.size(); ++j) {
+    const int32_t id = out[j];
     s.n_computed = std::min(kv, static_cast<int>(s.tokens.size()));
     if (!q.ignore_eos && tok_.is_eog(id)) {
       finish(s, FinishReason::Stop);
@@ -558,6 +594,11 @@ void Engine::spec_step(Seq& s) {
     TokenEvent ev;
     ev.choice = s.choice;
     ev.token = id;
+    if (q.top_logprobs >= 0) {  // the row plain decoding would have sampled from
+      const std::span<const float> row = s.spec->drawn_logits(static_cast<int>(j));
+      ev.logprob = Sampler::logprob_of(row, id);
+      if (q.top_logprobs > 0) ev.top = Sampler::top_logprobs(row, q.top_logprobs);
+    }
     s.tokens.push_back(id);
     ++s.n_generated;
     {

@@ -25,6 +25,8 @@
 
 namespace coppice {
 
+class DraftModelHost;  // engine/spec_draft_model.h
+
 enum class FinishReason { None, Stop, Length, Cancelled, Error };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", ...
 
@@ -81,6 +83,9 @@ struct EngineOptions {
   bool prefix_cache = true;
   std::string spec = "none";  // default drafter (engine/spec.h); used while one sequence decodes
   int spec_max_nodes = 16;
+  bool spec_adaptive = true;  // adaptive draft size and fallback to plain decoding
+  // Draft models loaded at start besides the default's (requests may name any loaded one).
+  std::vector<std::string> draft_models = {};
 };
 
 struct EngineStats {
@@ -94,6 +99,7 @@ struct EngineStats {
   int64_t last_step_tokens = 0;
   // Speculative decoding.
   uint64_t spec_steps = 0, spec_drafted = 0, spec_accepted = 0, spec_tokens = 0;
+  int64_t spec_draft_kv_blocks = 0;  // draft models' KV blocks in use (all loaded drafts)
   // Search jobs (engine/scheduler_search.cpp).
   int64_t searches_queued = 0, searches_running = 0;
   uint64_t searches_done = 0, search_tokens = 0;
@@ -113,8 +119,10 @@ using SearchDone = std::function<void(const SearchResult* result, const std::str
 
 // Thrown by submit(): `http_status` says how the server should answer (400, 503).
 struct AdmissionError : Error {
-  AdmissionError(int status, const std::string& msg) : Error(msg), http_status(status) {}
+  AdmissionError(int status, const std::string& msg, std::string field = "")
+      : Error(msg), http_status(status), param(std::move(field)) {}
   int http_status;
+  std::string param;  // the request field at fault, "" when none
 };
 
 class Engine {
@@ -152,6 +160,8 @@ class Engine {
   void attach_spec(Seq& s);
   void check_spec(const std::string& text) const;  // throws coppice::Error
   void spec_step(Seq& s);
+  void load_drafts();  // every draft model of opts_, once
+  std::shared_ptr<DraftModelHost> find_draft(const std::string& name) const;  // null: not loaded
   SeqId next_seq_id();
   struct SearchTask;
   void run_search_job(SearchTask& t);  // engine/scheduler_search.cpp
@@ -165,6 +175,7 @@ class Engine {
   KvCache cache_;
   StepBudget budget_;
   std::unique_ptr<KvPolicy> policy_;  // null: no eviction
+  std::vector<std::shared_ptr<DraftModelHost>> drafts_;  // loaded draft models (engine thread uses them)
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -174,7 +174,8 @@ void SpecDecoder::step(std::span<const int32_t> context, int max_new,
   model_.step(batch_, cache_, logits_);
 
   // Walk: draw at the current node; continue into the child equal to the drawn token.
-  std::vector<int> path{0};
+  std::vector<int>& path = path_;
+  path.assign(1, 0);
   int u = 0;
   const size_t out0 = out.size();
   for (;;) {
@@ -208,6 +209,12 @@ void SpecDecoder::step(std::span<const int32_t> context, int max_new,
   const double ms = ms_since(t0);
   stats_.spec_ms += ms;
   ctl_.record(budget == chosen ? chosen : -1, drawn, ms);
+}
+
+std::span<const float> SpecDecoder::drawn_logits(int j) const {
+  CP_ASSERT(j >= 0 && j < static_cast<int>(path_.size()));
+  const size_t V = static_cast<size_t>(model_.n_vocab());
+  return {logits_.data() + static_cast<size_t>(path_[static_cast<size_t>(j)]) * V, V};
 }
 
 GenerateStats generate_spec(Model& model, KvCache& cache, SeqId seq, const Tokenizer& tok,

@@ -66,6 +66,9 @@ class SpecDecoder {
             std::vector<int32_t>& out);
   const SpecStats& stats() const { return stats_; }
   Drafter& drafter() { return *drafter_; }
+  // The target's logits ([n_vocab]) the j-th token of the last step was drawn from: the same
+  // row plain decoding computes at that position (logprobs of accepted tokens).
+  std::span<const float> drawn_logits(int j) const;
 
  private:
   int32_t draw(int node, const std::vector<int>& kids);
@@ -87,6 +90,7 @@ class SpecDecoder {
   std::vector<float> logits_;         // [1 + n][n_vocab]
   std::vector<float> p_;              // [n_vocab]
   int chosen_ = -1;                   // batch index of the child drawn last, or -1
+  std::vector<int> path_;             // batch indices of the last step's kept path (root first)
 };
 
 // generate() with speculative decoding: same contract and same output (greedy: identical

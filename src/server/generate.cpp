@@ -122,7 +122,7 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
     try {
       f->handle = engine.submit(std::move(g), Exchange::sink(f->ex));
     } catch (const AdmissionError& e) {
-      throw ApiError(e.http_status, e.what(), "", e.http_status == 503 ? "server_busy" : "invalid_request");
+      throw ApiError(e.http_status, e.what(), e.param, e.http_status == 503 ? "server_busy" : "invalid_request");
     }
   } catch (const ApiError& e) {
     log_error(e);

@@ -117,6 +117,7 @@ std::string Metrics::render(const EngineStats& es) const {
         es.spec_drafted ? static_cast<double>(es.spec_accepted) / static_cast<double>(es.spec_drafted) : 0.0);
   gauge(o, "coppice_spec_mean_accepted_length", "tokens per verify step (accepted drafts + 1)",
         es.spec_steps ? static_cast<double>(es.spec_tokens) / static_cast<double>(es.spec_steps) : 0.0);
+  gauge(o, "coppice_spec_draft_kv_blocks", "draft models' KV blocks in use", static_cast<double>(es.spec_draft_kv_blocks));
   std::lock_guard<std::mutex> lk(mu_);
   o += "# HELP coppice_requests_finished_total generation requests by finish reason\n"
        "# TYPE coppice_requests_finished_total counter\n";
