@@ -1,5 +1,5 @@
 // Kernel micro-benchmarks: vec_dot per type and ISA (one 4096-element row against one
-// activation row, L1-resident), ops::matmul at 2048x2048 / 2048x8192 with 1 to 64 tokens on
+// activation row, L1-resident), ops::matmul at 2048x2048 / 2048x8192 with 1 to 256 tokens on
 // the file's rows (matmul/) and as load packs them (matmul_packed/, the panel layouts), and one
 // decode step of ops::attention per KV type (attention/K/V/keys/head_dim/kv_heads, start-up ISA:
 // lower it with COPPICE_ISA; 8 query heads, keys in 256-cell chunks, one call per kv-head group
@@ -146,7 +146,7 @@ void bm_attention(benchmark::State& st, DType kt, DType vt, int n_keys, int hd, 
 const int kRegistered = [] {
   for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K}) {
     for (int64_t n_out : {2048, 8192}) {
-      for (int n_tok : {1, 2, 4, 8, 16, 64}) {
+      for (int n_tok : {1, 2, 4, 8, 16, 64, 256}) {
         const std::string name = std::string("matmul_packed/") + dtype_name(t) + "/2048x" + std::to_string(n_out) +
                                  "/tok" + std::to_string(n_tok);
         benchmark::RegisterBenchmark(name.c_str(), bm_matmul_packed, t, n_out, n_tok)->UseRealTime();
@@ -173,7 +173,7 @@ const int kRegistered = [] {
   }
   for (DType t : kTypes) {
     for (int64_t n_out : {2048, 8192}) {
-      for (int n_tok : {1, 2, 4, 8, 16, 64}) {
+      for (int n_tok : {1, 2, 4, 8, 16, 64, 256}) {
         const std::string name = std::string("matmul/") + dtype_name(t) + "/2048x" +
                                  std::to_string(n_out) + "/tok" + std::to_string(n_tok);
         benchmark::RegisterBenchmark(name.c_str(), bm_matmul, t, n_out, n_tok)->UseRealTime();

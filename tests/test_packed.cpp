@@ -148,31 +148,124 @@ TEST_P(PackedPanel, PackingKeepsTheSizeAndTheTwinMatchesTheFileRows) {
   }
 }
 
-TEST_P(PackedPanel, SimdKernelsEqualTheTwinForEveryTileShape) {
-  const Layout& l = GetParam();
-  const KernelSet* ks = kernels_for(Isa::Avx512);
-  if (ks == nullptr) GTEST_SKIP() << "no AVX-512 on this CPU";
+// Each SIMD ISA's kernels against the twin: activations byte-identical, every tile shape (rows,
+// odd token counts) and k size bit-identical, each token's column equal to that token alone.
+void expect_simd_equals_twin(const Layout& l, Isa isa) {
+  const KernelSet* ks = kernels_for(isa);
+  if (ks == nullptr) GTEST_SKIP() << "no " << isa_name(isa) << " on this CPU";
   const PackedKernels* pk = ks->packed[static_cast<uint32_t>(l.type)];
   ASSERT_NE(pk, nullptr);
   ASSERT_EQ(pk->row_panel, packed::kPanel);
-  const int64_t n = 256 * 3;
-  const Case twin = make_case(l, n, 48, 11, 3, l.quant_ref);
-  const Case simd = make_case(l, n, 48, 11, 3, pk->quantize_act);
-  EXPECT_EQ(simd.a, twin.a) << "the activation quantizer is byte-identical to its twin";
-  const size_t ws = pk->row_bytes(n), as = pk->act_row_bytes(n);
-  for (int nr : {16, 32, 48}) {
-    for (int nc = 1; nc <= 11; ++nc) {
-      const size_t ys = static_cast<size_t>(nr) + 3;
-      std::vector<float> y(ys * nc, -7.0f), ref(ys * nc, -7.0f);
-      pk->gemm(n, nr, nc, twin.w.data(), ws, twin.a.data(), as, y.data(), ys);
-      l.twin(n, nr, nc, twin.w.data(), ws, twin.a.data(), as, ref.data(), ys);
-      EXPECT_EQ(y, ref) << "tile " << nr << " x " << nc;
-      for (int c = 0; c < nc; ++c) {  // each token's column equals that token decoded alone
-        std::vector<float> solo(static_cast<size_t>(nr));
-        pk->gemm(n, nr, 1, twin.w.data(), ws, twin.a.data() + c * as, as, solo.data(), static_cast<size_t>(nr));
-        for (int r = 0; r < nr; ++r) EXPECT_EQ(y[c * ys + r], solo[static_cast<size_t>(r)]) << nr << "x" << nc;
+  for (int64_t n : {pk->k_multiple, 3 * pk->k_multiple, int64_t{768}}) {
+    const Case twin = make_case(l, n, 48, 11, 3, l.quant_ref);
+    const Case simd = make_case(l, n, 48, 11, 3, pk->quantize_act);
+    EXPECT_EQ(simd.a, twin.a) << "the activation quantizer is byte-identical to its twin";
+    const size_t ws = pk->row_bytes(n), as = pk->act_row_bytes(n);
+    for (int nr : {16, 32, 48}) {
+      for (int nc = 1; nc <= 11; ++nc) {
+        const size_t ys = static_cast<size_t>(nr) + 3;
+        std::vector<float> y(ys * nc, -7.0f), ref(ys * nc, -7.0f);
+        pk->gemm(n, nr, nc, twin.w.data(), ws, twin.a.data(), as, y.data(), ys);
+        l.twin(n, nr, nc, twin.w.data(), ws, twin.a.data(), as, ref.data(), ys);
+        EXPECT_EQ(y, ref) << "n " << n << " tile " << nr << " x " << nc;
+        for (int c = 0; c < nc; ++c) {  // each token's column equals that token decoded alone
+          std::vector<float> solo(static_cast<size_t>(nr));
+          pk->gemm(n, nr, 1, twin.w.data(), ws, twin.a.data() + c * as, as, solo.data(), static_cast<size_t>(nr));
+          for (int r = 0; r < nr; ++r) EXPECT_EQ(y[c * ys + r], solo[static_cast<size_t>(r)]) << nr << "x" << nc;
+        }
       }
     }
+  }
+}
+
+TEST_P(PackedPanel, Avx512KernelsEqualTheTwinForEveryTileShape) { expect_simd_equals_twin(GetParam(), Isa::Avx512); }
+TEST_P(PackedPanel, Avx2KernelsEqualTheTwinForEveryTileShape) { expect_simd_equals_twin(GetParam(), Isa::Avx2); }
+
+// Extreme codes (the int16 limits of AVX2's vpmaddubsw): file rows of raw bytes, panel 0 all
+// 0xFF (q4 code 15, q8 code 127), panel 1 all 0x00 (q4 code 0, q8 code -128), panel 2 random;
+// hand-made activations of codes +127, -127, random +-127 and random. Every SIMD ISA equals the
+// twin bit for bit, and the twin equals an exact integer dot of the codes (q4_0, q8_0).
+TEST_P(PackedPanel, ExtremeCodesMatchTheTwinOnEveryIsa) {
+  const Layout& l = GetParam();
+  const TypeTraits& tt = *type_traits(l.type);
+  const int64_t n = 512, rows = 48;
+  const int toks = 4;
+  std::mt19937 rng(11);
+  std::vector<uint8_t> src(row_size(tt, n) * rows);
+  for (size_t i = 0; i < src.size(); ++i) {
+    const size_t row = i / row_size(tt, n);
+    src[i] = row < 16 ? 0xFF : row < 32 ? 0x00 : static_cast<uint8_t>(rng());
+  }
+  const size_t bb = tt.type_size;  // block bytes: f16 d (and dmin for q4_K) first
+  for (size_t b = 0; b < src.size() / bb; ++b) {
+    const int n_half = l.type == DType::Q4_K ? 2 : 1;
+    for (int k = 0; k < n_half; ++k) {
+      const uint16_t h = static_cast<uint16_t>(0x3400 + rng() % 0x0800);  // 0.25 .. 1
+      std::memcpy(&src[b * bb + 2 * k], &h, 2);
+    }
+  }
+  std::vector<uint8_t> w(l.row_bytes(n) * rows);
+  l.pack(src.data(), w.data(), n, rows);
+  const size_t as = l.act_row_bytes(n);
+  std::vector<uint8_t> a(as * toks, 0);
+  const bool k_quant = l.type == DType::Q4_K;
+  const int64_t blk = k_quant ? 256 : 32;
+  for (int c = 0; c < toks; ++c) {
+    uint8_t* row = a.data() + c * as;
+    for (int64_t i = 0; i < n / blk; ++i) {
+      uint8_t* ab = row + i * (k_quant ? packed::kQ8kBlockBytes : packed::kQ8sBlockBytes);
+      int32_t sums[8] = {};
+      for (int64_t j = 0; j < blk; ++j) {
+        const int8_t q = c == 0 ? 127 : c == 1 ? -127 : c == 2 ? (rng() % 2 ? 127 : -127) : static_cast<int8_t>(rng() % 255 - 127);
+        ab[j] = static_cast<uint8_t>(q);
+        sums[j / 32] += q;
+      }
+      const float d = 0.01f * static_cast<float>(c + 1);
+      std::memcpy(ab + blk, &d, 4);
+      if (k_quant) {
+        for (int s = 0; s < 8; ++s) {
+          const int16_t v = static_cast<int16_t>(sums[s]);
+          std::memcpy(ab + 260 + 2 * s, &v, 2);
+        }
+      } else {
+        std::memcpy(ab + 36, &sums[0], 4);
+      }
+    }
+  }
+  std::vector<float> ref(rows * toks);
+  l.twin(n, rows, toks, w.data(), l.row_bytes(n), a.data(), as, ref.data(), rows);
+  if (!k_quant) {  // the twin against an exact dot of the file's codes, block by block
+    for (int c = 0; c < toks; ++c) {
+      for (int64_t r = 0; r < rows; ++r) {
+        double e = 0, mag = 0;
+        for (int64_t i = 0; i < n / 32; ++i) {
+          const uint8_t* fb = src.data() + r * row_size(tt, n) + i * bb;
+          const uint8_t* ab = a.data() + c * as + i * packed::kQ8sBlockBytes;
+          int64_t dot = 0;
+          for (int j = 0; j < 32; ++j) {
+            const int code = l.type == DType::Q8_0 ? static_cast<int8_t>(fb[2 + j])
+                                                   : ((fb[2 + j % 16] >> (j < 16 ? 0 : 4)) & 15) - 8;
+            dot += code * static_cast<int8_t>(ab[j]);
+          }
+          float dw, da;
+          type_traits(DType::F16)->to_float(fb, &dw, 1);
+          std::memcpy(&da, ab + 32, 4);
+          const double term = double(dw) * da * double(dot);
+          e += term;
+          mag += std::fabs(term);
+        }
+        EXPECT_NEAR(ref[c * rows + r], e, (n / 32 + 4) * 1.2e-7 * mag + 1e-30) << "row " << r << " token " << c;
+      }
+    }
+  }
+  for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+    const KernelSet* ks = kernels_for(isa);
+    if (ks == nullptr) continue;
+    const PackedKernels* pk = ks->packed[static_cast<uint32_t>(l.type)];
+    ASSERT_NE(pk, nullptr) << isa_name(isa);
+    std::vector<float> y(rows * toks, -7.0f);
+    pk->gemm(n, rows, toks, w.data(), l.row_bytes(n), a.data(), as, y.data(), rows);
+    EXPECT_EQ(y, ref) << isa_name(isa);
   }
 }
 

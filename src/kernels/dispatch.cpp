@@ -79,6 +79,7 @@ struct Tables {
     avx2::fill_dot(set[1]);
     avx2::fill_gemm(set[1]);
     avx2::fill_quant(set[1]);
+    avx2::fill_packed(set[1]);
     avx2::fill_attn(set[1]);
     set[2] = set[0];
     set[2].isa = Isa::Avx512;

@@ -7,6 +7,7 @@ namespace avx2 {
 void fill_dot(KernelSet& ks);
 void fill_gemm(KernelSet& ks);
 void fill_quant(KernelSet& ks);
+void fill_packed(KernelSet& ks);
 void fill_attn(KernelSet& ks);
 }  // namespace avx2
 namespace avx512 {

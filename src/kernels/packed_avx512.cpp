@@ -5,7 +5,7 @@
 // where a row-major layout pays it per row, and the decoded codes serve every token of a tile.
 #include "kernels/dispatch_impl.h"
 #include "kernels/packed.h"
-#include "kernels/simd_quant_act.h"
+#include "kernels/simd_packed_act.h"
 #include "kernels/simd_x86.h"
 
 namespace coppice::kernels {
@@ -91,18 +91,6 @@ void gemm_panel(int64_t n, int nr, int nc, const void* vw, size_t ws, const void
   }
 }
 
-// Byte-identical to packed::quantize_q8s_ref.
-void quantize_q8s(const float* src, void* dst, int64_t n) {
-  auto* o = static_cast<uint8_t*>(dst);
-  for (int64_t i = 0; i < n / 32; ++i, src += 32, o += kQ8sBlockBytes) {
-    int sum = 0;
-    const float d = q8_block(src, reinterpret_cast<int8_t*>(o), &sum);
-    const int32_t s = sum;
-    std::memcpy(o + 32, &d, 4);
-    std::memcpy(o + 36, &s, 4);
-  }
-}
-
 // q4_Kx16: per super-block, sub-block by sub-block (8 code vectors live), the integer dot of
 // each token is scaled by the rows' 6-bit scales in int32 (exact); the mins term is 4 vpdpwssd
 // of the rows' mins (int16 pairs) with the token's sub-block sums.
@@ -176,27 +164,6 @@ void gemm_q4_Kx16(int64_t n, int nr, int nc, const void* vw, size_t ws, const vo
       const int cc = nc - c0 < kMaxCK ? nc - c0 : kMaxCK;
       kTiles[cc - 1](n / QK_K, panel, a + c0 * as, as, y + c0 * ys + r0, ys);
     }
-  }
-}
-
-// Byte-identical to packed::quantize_q8k_ref: one d per 256, codes rounded half away from zero.
-void quantize_q8k(const float* src, void* dst, int64_t n) {
-  auto* o = static_cast<uint8_t*>(dst);
-  for (int64_t i = 0; i < n / QK_K; ++i, src += QK_K, o += packed::kQ8kBlockBytes) {
-    __m256 m = _mm256_setzero_ps();
-    for (int k = 0; k < 32; ++k) m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(src + 8 * k)));
-    const float d = hmax(m) / 127.0f;
-    const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-    int16_t sums[8];
-    for (int s = 0; s < 8; ++s) {
-      __m256i q[4];
-      for (int k = 0; k < 4; ++k) q[k] = round_away(_mm256_mul_ps(_mm256_loadu_ps(src + 32 * s + 8 * k), id));
-      sums[s] = static_cast<int16_t>(hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]))));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 32 * s), pack32(q[0], q[1], q[2], q[3]));
-    }
-    std::memcpy(o + 256, &d, 4);
-    std::memcpy(o + 260, sums, sizeof sums);
-    std::memset(o + 276, 0, packed::kQ8kBlockBytes - 276);
   }
 }
 
