@@ -373,9 +373,9 @@ void Engine::iterate() {
   for (Seq* s : sampled) sample_and_emit(*s, logits_.data() + static_cast<int64_t>(row++) * V);
   std::lock_guard<std::mutex> lk(mu_);
   stats_.running = static_cast<int64_t>(running_.size());
-  stats_.kv_blocks_used = cache_.n_blocks() - cache_.blocks_free();
+  stats_.kv_blocks_used = cache_.blocks_used();
   stats_.kv_blocks_cached = cache_.cached_blocks();
-  stats_.kv_bytes_used = stats_.kv_blocks_used * static_cast<int64_t>(cache_.block_bytes_all_layers());
+  stats_.kv_bytes_used = static_cast<int64_t>(cache_.bytes_used());
   stats_.kv_cells_evicted = policy_ ? policy_->cells_evicted() : 0;
 }
 
@@ -497,9 +497,9 @@ void Engine::finish(Seq& s, FinishReason why, const TokenEvent* last) {
     std::lock_guard<std::mutex> lk(mu_);
     if (request_done) ++stats_.requests_done;
     stats_.running = static_cast<int64_t>(running_.size());
-    stats_.kv_blocks_used = cache_.n_blocks() - cache_.blocks_free();
+    stats_.kv_blocks_used = cache_.blocks_used();
     stats_.kv_blocks_cached = cache_.cached_blocks();
-    stats_.kv_bytes_used = stats_.kv_blocks_used * static_cast<int64_t>(cache_.block_bytes_all_layers());
+    stats_.kv_bytes_used = static_cast<int64_t>(cache_.bytes_used());
     stats_.kv_cells_evicted = policy_ ? policy_->cells_evicted() : 0;
   }
   for (const TokenEvent& ev : events) req->sink(ev);

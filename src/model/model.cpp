@@ -96,6 +96,12 @@ void Model::step(std::span<const BatchToken> batch, KvCache& cache, std::vector<
   if (need > cache.blocks_free())
     fail("kv", "the KV cache is full: this step needs " + std::to_string(need) +
                    " more blocks, " + std::to_string(cache.blocks_free()) + " are free");
+  // Per-layer cells (CAKE) keep sequence cell indices, but sliding windows and tree gathers
+  // read one position table for every layer.
+  for (int i = 0; i < n; ++i)
+    if ((cfg_.n_swa > 0 || batch[i].tree) && cache.layered(batch[i].seq))
+      fail("kv", "sequence " + std::to_string(batch[i].seq) +
+                     " keeps different cells per layer: sliding-window attention and tree steps need one cell table");
   for (size_t k = 0; k < n_seqs; ++k) CP_ASSERT(cache.append(per_seq[k].first, per_seq[k].second));
   if (cfg_.n_swa > 0) window_begins(batch, cache, cells);
 
