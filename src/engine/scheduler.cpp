@@ -331,8 +331,9 @@ void Engine::iterate() {
       budget -= n;
     }
   if (plan.empty()) return;  // everything is preempted and waiting for room
-  int64_t need = 0;
-  for (const Entry& e : plan) need += cache_.blocks_needed(e.s->id, e.n);
+  std::vector<std::pair<SeqId, int>> appends;
+  for (const Entry& e : plan) appends.emplace_back(e.s->id, e.n);
+  const int64_t need = cache_.blocks_needed(appends);
   if (need > cache_.blocks_free()) {
     // Replan after freeing room; when nothing can be preempted the oldest sequence has
     // filled the pool by itself and ends with "length".

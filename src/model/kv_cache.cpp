@@ -116,7 +116,11 @@ std::span<const int32_t> KvCache::positions(SeqId id) const {
 
 int KvCache::blocks_needed(SeqId id, int n_new) const {
   const Seq& s = seq(id);
-  if (!s.layers.empty()) return layered_blocks_needed(s, n_new);
+  if (!s.layers.empty()) {
+    std::vector<int64_t> slots(static_cast<size_t>(n_layer_), 0);
+    layered_slots_needed(s, n_new, slots);
+    return static_cast<int>(blocks_for_slots(slots));
+  }
   const int len = static_cast<int>(s.positions.size());
   const int bs = opts_.block_size;
   const int have = static_cast<int>(s.blocks.size());

@@ -128,6 +128,9 @@ class KvCache {
   size_t bytes_used() const;  // exact: whole blocks and per-layer slots, K and V
   size_t bytes_total() const { return block_bytes_all_ * static_cast<size_t>(opts_.n_blocks); }
   int blocks_needed(SeqId id, int n_new) const;  // extra blocks append(n_new) would take
+  // The same for appends to several sequences at once (free per-layer slots of split blocks
+  // serve layered sequences, so their needs do not simply add up).
+  int64_t blocks_needed(std::span<const std::pair<SeqId, int>> appends) const;
 
  private:
   struct LayerCells {
@@ -154,7 +157,8 @@ class KvCache {
   void release_slot(int layer, int32_t b);
   void split_sequence(Seq& s);
   void compact_layer(Seq& s, int layer, std::span<const int> keep);
-  int layered_blocks_needed(const Seq& s, int n_new) const;
+  void layered_slots_needed(const Seq& s, int n_new, std::vector<int64_t>& per_layer) const;
+  int64_t blocks_for_slots(std::span<const int64_t> per_layer) const;
   void layered_append(Seq& s, std::span<const int32_t> positions);
   void layered_truncate(Seq& s, int n);
   void layered_release(Seq& s);

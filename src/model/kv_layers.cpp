@@ -205,19 +205,40 @@ void KvCache::compact_layer(Seq& s, int l, std::span<const int> keep) {
   }
 }
 
-// An upper bound in whole blocks: each layer may need new slots, and one new split block
-// serves one slot of every layer (free slots of split blocks are not counted).
-int KvCache::layered_blocks_needed(const Seq& s, int n_new) const {
+// New slots per layer that appending n_new cells takes (copy-on-write of a shared last slot too).
+void KvCache::layered_slots_needed(const Seq& s, int n_new, std::vector<int64_t>& per_layer) const {
   const int bs = opts_.block_size;
-  int need = 0;
   for (int l = 0; l < n_layer_; ++l) {
     const LayerCells& t = s.layers[static_cast<size_t>(l)];
     const int len = static_cast<int>(t.positions.size()), have = static_cast<int>(t.blocks.size());
     int extra = std::max(0, (len + n_new + bs - 1) / bs - have);
     if (n_new > 0 && len % bs != 0 && lref(l, t.blocks.back()) > 1) ++extra;
-    need = std::max(need, extra);
+    per_layer[static_cast<size_t>(l)] += extra;
   }
+}
+
+// Whole blocks to split for these slots: free slots of split blocks first, then one new split
+// block serves one slot of every layer.
+int64_t KvCache::blocks_for_slots(std::span<const int64_t> per_layer) const {
+  int64_t need = 0;
+  for (int l = 0; l < n_layer_; ++l)
+    need = std::max(need, per_layer[static_cast<size_t>(l)] - lfree_n_[static_cast<size_t>(l)]);
   return need;
+}
+
+int64_t KvCache::blocks_needed(std::span<const std::pair<SeqId, int>> appends) const {
+  int64_t whole = 0;
+  std::vector<int64_t> slots;
+  for (const auto& [id, n_new] : appends) {
+    const Seq& s = seq(id);
+    if (s.layers.empty()) {
+      whole += blocks_needed(id, n_new);
+      continue;
+    }
+    if (slots.empty()) slots.assign(static_cast<size_t>(n_layer_), 0);
+    layered_slots_needed(s, n_new, slots);
+  }
+  return whole + (slots.empty() ? 0 : blocks_for_slots(slots));
 }
 
 void KvCache::layered_append(Seq& s, std::span<const int32_t> positions) {

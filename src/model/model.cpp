@@ -90,9 +90,9 @@ void Model::step(std::span<const BatchToken> batch, KvCache& cache, std::vector<
     cells[i] = cache.length(batch[i].seq) + static_cast<int>(per_seq[k].second.size());
     per_seq[k].second.push_back(batch[i].pos);
   }
-  int64_t need = 0;
-  for (size_t k = 0; k < n_seqs; ++k)
-    need += cache.blocks_needed(per_seq[k].first, static_cast<int>(per_seq[k].second.size()));
+  std::vector<std::pair<SeqId, int>> appends(n_seqs);
+  for (size_t k = 0; k < n_seqs; ++k) appends[k] = {per_seq[k].first, static_cast<int>(per_seq[k].second.size())};
+  const int64_t need = cache.blocks_needed(appends);
   if (need > cache.blocks_free())
     fail("kv", "the KV cache is full: this step needs " + std::to_string(need) +
                    " more blocks, " + std::to_string(cache.blocks_free()) + " are free");
