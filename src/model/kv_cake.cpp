@@ -5,7 +5,9 @@
 // cells by the policy's score on that layer (KvCache::compact_layers: per-layer slots, so a
 // layer keeping fewer cells holds less memory; enforce returns cells summed over layers). The split is recomputed at every eviction
 // from the current window (the paper fixes it once after prefill; here decode runs under the
-// policy from the first token, so the window is wherever the sequence is).
+// policy from the first token, so the window is wherever the sequence is). It is recomputed
+// once every W evictions, when the window holds new queries (its statistics cost W x heads x
+// cells logarithms per layer).
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -140,14 +142,19 @@ int KvPolicy::enforce_layers(KvCache& cache, SeqId seq) {
   const int64_t total = static_cast<int64_t>(o_.budget) * L;
   if (have <= total) return 0;
   std::vector<double> pref(static_cast<size_t>(L));
-  for (int l = 0; l < L; ++l) {
+  const bool resplit = st.budgets.size() != static_cast<size_t>(L) || ++st.evictions_since_split >= W;
+  for (int l = 0; l < L && resplit; ++l) {
     const LayerState& ls = st.layers[static_cast<size_t>(l)];
     int prefix = n[static_cast<size_t>(l)] - static_cast<int>(ls.win.size());
     for (const AttnRow& r : ls.win) prefix = std::min(prefix, r.n);
     pref[static_cast<size_t>(l)] = cake_preference(layer_dispersion(ls.win, prefix), o_.cake_tau1, o_.cake_tau2);
   }
   // Every layer keeps at least its observation window + 1 cells.
-  const std::vector<int> B = split_layer_budgets(pref, total, n, W + 1);
+  if (resplit) {
+    st.budgets = split_layer_budgets(pref, total, n, W + 1);
+    st.evictions_since_split = 0;
+  }
+  const std::vector<int> B = st.budgets;
   std::vector<std::vector<int>> keep(static_cast<size_t>(L));
   for (int l = 0; l < L; ++l) {
     LayerState& ls = st.layers[static_cast<size_t>(l)];

@@ -101,6 +101,8 @@ class KvPolicy : public AttentionObserver {
     std::vector<float> acc;              // h2o: [n_cells] attention received so far
     std::deque<std::vector<float>> obs;  // snapkv: last queries' weights, each [n_cells]
     std::vector<LayerState> layers;      // cake: [n_layer]
+    std::vector<int> budgets;            // cake: [n_layer] the split in force
+    int evictions_since_split = 0;       // cake: the split is recomputed every obs_window() evictions
   };
   int recent() const;
   int obs_window() const;
