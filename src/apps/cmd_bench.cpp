@@ -48,7 +48,8 @@ int bench(BenchArgs a) {
   auto next_tok = [&] { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return static_cast<int32_t>(rng % V); };
 
   std::vector<Result> results;
-  int kv_cells = 0;  // cells the sequence held at the end of the last tg run
+  int kv_cells = 0;  // cells the sequence held at the end of the last tg run (mean over layers)
+  size_t kv_bytes = 0;
   auto run_pp = [&](bool record, Result& r) {
     cache.add_sequence(0);
     std::vector<BatchToken> batch;
@@ -82,7 +83,10 @@ int bench(BenchArgs a) {
       if (policy) policy->enforce(cache, 0);
     }
     const double dt = now_s() - t0;
-    kv_cells = cache.length(0);
+    int64_t cells = 0;
+    for (int il = 0; il < cache.n_layer(); ++il) cells += cache.layer_length(il, 0);
+    kv_cells = static_cast<int>(cells / cache.n_layer());
+    kv_bytes = cache.bytes_used();
     cache.remove_sequence(0);
     if (policy) policy->forget(0);
     if (record) r.tps.push_back(a.n_gen / dt);
@@ -130,8 +134,7 @@ int bench(BenchArgs a) {
   if (a.json) std::cout << out.dump(2) << "\n";
   else if (a.n_gen > 0)
     std::printf("kv after tg: %d cells, %.2f MiB (k %s / v %s)\n", kv_cells,
-                static_cast<double>((kv_cells + cache.block_size() - 1) / cache.block_size()) *
-                    static_cast<double>(cache.block_bytes_all_layers()) / 1048576.0,
+                static_cast<double>(kv_bytes) / 1048576.0,
                 dtype_name(cache.k_type(0)), dtype_name(cache.v_type(0)));
   return 0;
 }

@@ -66,12 +66,14 @@ int perplexity(PplArgs a) {
   KvCache cache = make_kv_cache(l, n_ctx);
   const bool tty = isatty(2) && !a.json;
   int64_t peak_blocks = 0;
+  size_t peak_bytes = 0;
   for (int c = 0; c < n_chunk; ++c) {
     std::vector<int32_t> chunk(tokens.begin() + static_cast<std::ptrdiff_t>(c) * n_ctx,
                                tokens.begin() + static_cast<std::ptrdiff_t>(c + 1) * n_ctx);
     if (l.tok->add_bos() && l.tok->bos() >= 0) chunk[0] = l.tok->bos();
     const ChunkEval ev = eval_chunk(*l.model, cache, l.policy.get(), chunk, first, a.model.batch);
     peak_blocks = std::max(peak_blocks, ev.peak_blocks);
+    peak_bytes = std::max(peak_bytes, ev.peak_bytes);
     logits = ev.rows;
     for (int i = first; i < n_ctx - 1; ++i) {
       const float* row = logits.data() + static_cast<int64_t>(i - first) * V;
@@ -94,7 +96,7 @@ int perplexity(PplArgs a) {
   if (save) save->finish();
   const double ppl = std::exp(nll / count);
   const KlStats ks = summarize_kl(kls, agree);
-  const double kv_mib = static_cast<double>(peak_blocks) * static_cast<double>(cache.block_bytes_all_layers()) / 1048576.0;
+  const double kv_mib = static_cast<double>(peak_bytes) / 1048576.0;
   if (a.json) {
     nlohmann::json j = {{"perplexity", ppl}, {"n_tokens_scored", count}, {"n_chunks", n_chunk},
                         {"n_ctx", n_ctx}, {"kv_peak_mib", kv_mib}};

@@ -41,6 +41,8 @@ void add_model_options(CLI::App* app, ModelArgs& a) {
   app->add_option("--cache-type-v", a.cache_type_v, "V cache type (default: --cache-type)");
   app->add_option("--cache-type-layer", a.cache_type_layers, "per-layer K/V types: A[-B]=K[/V], e.g. 0-1=f16/q8_0 (repeatable)");
   app->add_option("--kv-policy", a.kv_policy, "KV eviction policy: none, window, h2o, snapkv");
+  app->add_option("--kv-layer-budgets", a.kv_layer_budgets,
+                  "h2o/snapkv: uniform (one kept set for every layer) or cake (budget x layers split by attention dispersion)");
   app->add_option("--kv-budget", a.kv_budget, "KV cells kept per sequence under --kv-policy (0: all)")->check(CLI::Range(0, 1 << 24));
   app->add_flag("-v,--verbose", a.verbose, "print timings and model details to stderr");
 }
@@ -175,12 +177,16 @@ std::string kv_usage(const KvCache& c, const KvPolicy* p) {
   const double mib = 1024.0 * 1024.0;
   std::snprintf(buf, sizeof buf, "kv: %lld blocks of %d cells in use, %.2f MiB of %.2f MiB, k %s / v %s",
                 static_cast<long long>(c.blocks_used()), c.block_size(),
-                static_cast<double>(c.blocks_used()) * static_cast<double>(c.block_bytes_all_layers()) / mib,
+                static_cast<double>(c.bytes_used()) / mib,
                 static_cast<double>(c.bytes_total()) / mib, dtype_name(c.k_type(0)), dtype_name(c.v_type(0)));
   std::string s = buf;
   if (p != nullptr && p->options().kind != KvPolicyKind::None)
-    s += std::string(", policy ") + kv_policy_name(p->options().kind) + " budget " +
-         std::to_string(p->options().budget) + ", " + std::to_string(p->cells_evicted()) + " cells evicted";
+    s += std::string(", policy ") + kv_policy_name(p->options().kind) + (p->options().cake ? "+cake" : "") +
+         " budget " + std::to_string(p->options().budget) + ", " + std::to_string(p->cells_evicted()) + " cells evicted";
+  if (p != nullptr && !p->last_layer_budgets().empty()) {
+    s += ", layer budgets";
+    for (int b : p->last_layer_budgets()) s += " " + std::to_string(b);
+  }
   return s;
 }
 
@@ -192,6 +198,11 @@ Loaded load(const ModelArgs& a) {
   KvPolicyOptions po;
   po.kind = *pk;
   po.budget = a.kv_budget;
+  if (a.kv_layer_budgets != "uniform" && a.kv_layer_budgets != "cake")
+    fail("cli", "--kv-layer-budgets " + a.kv_layer_budgets + " is not one of uniform, cake");
+  po.cake = a.kv_layer_budgets == "cake";
+  if (po.cake && po.kind == KvPolicyKind::None)
+    fail("cli", "--kv-layer-budgets cake needs --kv-policy h2o or snapkv and --kv-budget CELLS");
   if (po.kind != KvPolicyKind::None && po.budget == 0)
     fail("cli", "--kv-policy " + a.kv_policy + " needs --kv-budget CELLS");
   validate(po);
@@ -206,6 +217,8 @@ Loaded load(const ModelArgs& a) {
     fail("model", path + ": tokenizer has " + std::to_string(l.tok->n_vocab()) +
                       " tokens but the embedding has " + std::to_string(l.model->n_vocab()) + " rows");
   l.kv = parse_kv_types(a, static_cast<int>(l.model->config().n_layer));
+  if (po.cake && l.model->config().n_swa > 0)
+    fail("kv", "--kv-layer-budgets cake: this model has sliding-window layers, which need one cell table for every layer");
   if (po.kind != KvPolicyKind::None) {
     l.policy = std::make_unique<KvPolicy>(po);
     if (l.policy->needs_attention()) l.model->set_attention_observer(l.policy.get());

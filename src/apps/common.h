@@ -26,6 +26,7 @@ struct ModelArgs {
   std::vector<std::string> cache_type_layers;  // "A[-B]=K[/V]" per-layer overrides
   std::string kv_policy = "none";              // none | window | h2o | snapkv
   int kv_budget = 0;                           // cells kept per sequence (0: all)
+  std::string kv_layer_budgets = "uniform";    // uniform | cake (h2o / snapkv: per-layer budgets)
   bool verbose = false;
 };
 

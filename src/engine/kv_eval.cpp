@@ -19,6 +19,7 @@ ChunkEval eval_chunk(Model& model, KvCache& cache, KvPolicy* policy, const std::
   if (policy == nullptr) {
     prefill(model, cache, 0, chunk, n_batch, true, logits);
     ev.peak_blocks = cache.blocks_used();
+    ev.peak_bytes = cache.bytes_used();
     ev.rows.assign(logits.begin() + static_cast<std::ptrdiff_t>(first) * V,
                    logits.begin() + static_cast<std::ptrdiff_t>(n - 1) * V);
   } else {
@@ -28,6 +29,7 @@ ChunkEval eval_chunk(Model& model, KvCache& cache, KvPolicy* policy, const std::
       for (int i = s; i < std::min(first, s + n_batch); ++i) batch.push_back({chunk[i], i, 0, false});
       model.step(batch, cache, logits);
       ev.peak_blocks = std::max(ev.peak_blocks, cache.blocks_used());
+      ev.peak_bytes = std::max(ev.peak_bytes, cache.bytes_used());
       policy->enforce(cache, 0);
     }
     ev.rows.reserve(static_cast<size_t>(n - 1 - first) * V);
@@ -35,6 +37,7 @@ ChunkEval eval_chunk(Model& model, KvCache& cache, KvPolicy* policy, const std::
       const BatchToken bt{chunk[i], i, 0, true};
       model.step({&bt, 1}, cache, logits);
       ev.peak_blocks = std::max(ev.peak_blocks, cache.blocks_used());
+      ev.peak_bytes = std::max(ev.peak_bytes, cache.bytes_used());
       policy->enforce(cache, 0);
       ev.rows.insert(ev.rows.end(), logits.begin(), logits.end());
     }

@@ -14,6 +14,7 @@ namespace coppice {
 struct ChunkEval {
   std::vector<float> rows;  // [n - 1 - first][n_vocab] logits of positions first .. n-2
   int64_t peak_blocks = 0;  // most KV blocks the sequence held at once
+  size_t peak_bytes = 0;    // most KV bytes it held (per-layer slots counted exactly)
 };
 
 // Sequence 0 of `cache` (added and removed here). Without a policy the chunk is one prefill

@@ -335,8 +335,9 @@ void Engine::iterate() {
       budget -= n;
     }
   if (plan.empty()) return;  // everything is preempted and waiting for room
-  int64_t need = 0;
-  for (const Entry& e : plan) need += cache_.blocks_needed(e.s->id, e.n);
+  std::vector<std::pair<SeqId, int>> appends;
+  for (const Entry& e : plan) appends.emplace_back(e.s->id, e.n);
+  const int64_t need = cache_.blocks_needed(appends);
   if (need > cache_.blocks_free()) {
     // Replan after freeing room; when nothing can be preempted the oldest sequence has
     // filled the pool by itself and ends with "length".
@@ -377,9 +378,9 @@ void Engine::iterate() {
   for (Seq* s : sampled) sample_and_emit(*s, logits_.data() + static_cast<int64_t>(row++) * V);
   std::lock_guard<std::mutex> lk(mu_);
   stats_.running = static_cast<int64_t>(running_.size());
-  stats_.kv_blocks_used = cache_.n_blocks() - cache_.blocks_free();
+  stats_.kv_blocks_used = cache_.blocks_used();
   stats_.kv_blocks_cached = cache_.cached_blocks();
-  stats_.kv_bytes_used = stats_.kv_blocks_used * static_cast<int64_t>(cache_.block_bytes_all_layers());
+  stats_.kv_bytes_used = static_cast<int64_t>(cache_.bytes_used());
   stats_.kv_cells_evicted = policy_ ? policy_->cells_evicted() : 0;
 }
 
@@ -501,9 +502,9 @@ void Engine::finish(Seq& s, FinishReason why, const TokenEvent* last) {
     std::lock_guard<std::mutex> lk(mu_);
     if (request_done) ++stats_.requests_done;
     stats_.running = static_cast<int64_t>(running_.size());
-    stats_.kv_blocks_used = cache_.n_blocks() - cache_.blocks_free();
+    stats_.kv_blocks_used = cache_.blocks_used();
     stats_.kv_blocks_cached = cache_.cached_blocks();
-    stats_.kv_bytes_used = stats_.kv_blocks_used * static_cast<int64_t>(cache_.block_bytes_all_layers());
+    stats_.kv_bytes_used = static_cast<int64_t>(cache_.bytes_used());
     stats_.kv_cells_evicted = policy_ ? policy_->cells_evicted() : 0;
   }
   for (const TokenEvent& ev : events) req->sink(ev);

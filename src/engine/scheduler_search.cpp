@@ -101,9 +101,9 @@ void Engine::run_search_job(SearchTask& t) {
     stats_.searches_running = 0;
     ++stats_.searches_done;
     stats_.search_tokens += static_cast<uint64_t>(r.tokens_spent);
-    stats_.kv_blocks_used = cache_.n_blocks() - cache_.blocks_free();
+    stats_.kv_blocks_used = cache_.blocks_used();
     stats_.kv_blocks_cached = cache_.cached_blocks();
-    stats_.kv_bytes_used = stats_.kv_blocks_used * static_cast<int64_t>(cache_.block_bytes_all_layers());
+    stats_.kv_bytes_used = static_cast<int64_t>(cache_.bytes_used());
   }
   t.done(status == 200 ? &r : nullptr, error, status);
 }

@@ -87,6 +87,7 @@ void KvCache::add_sequence(SeqId id) {
 void KvCache::remove_sequence(SeqId id) {
   Seq& s = seq(id);
   for (int32_t b : s.blocks) release_block(b);
+  layered_release(s);
   seqs_.erase(id);
 }
 
@@ -94,16 +95,32 @@ void KvCache::fork_sequence(SeqId src, SeqId dst) {
   if (seqs_.count(dst)) fail("kv", "sequence " + std::to_string(dst) + " already exists");
   Seq copy = seq(src);
   for (int32_t b : copy.blocks) retain(b);
+  for (size_t l = 0; l < copy.layers.size(); ++l)
+    for (int32_t b : copy.layers[l].blocks) ++lref(static_cast<int>(l), b);
   seqs_.emplace(dst, std::move(copy));
 }
 
-int KvCache::length(SeqId id) const { return static_cast<int>(seq(id).positions.size()); }
+int KvCache::length(SeqId id) const {
+  const Seq& s = seq(id);
+  return s.layers.empty() ? static_cast<int>(s.positions.size()) : s.n_cells;
+}
 
-int32_t KvCache::position(SeqId id, int cell) const { return seq(id).positions.at(cell); }
-std::span<const int32_t> KvCache::positions(SeqId id) const { return seq(id).positions; }
+int32_t KvCache::position(SeqId id, int cell) const { return positions(id)[static_cast<size_t>(cell)]; }
+std::span<const int32_t> KvCache::positions(SeqId id) const {
+  const Seq& s = seq(id);
+  if (s.layers.empty()) return s.positions;
+  for (const LayerCells& t : s.layers)
+    if (static_cast<int>(t.positions.size()) == s.n_cells) return t.positions;
+  return s.layers[0].positions;
+}
 
 int KvCache::blocks_needed(SeqId id, int n_new) const {
   const Seq& s = seq(id);
+  if (!s.layers.empty()) {
+    std::vector<int64_t> slots(static_cast<size_t>(n_layer_), 0);
+    layered_slots_needed(s, n_new, slots);
+    return static_cast<int>(blocks_for_slots(slots));
+  }
   const int len = static_cast<int>(s.positions.size());
   const int bs = opts_.block_size;
   const int have = static_cast<int>(s.blocks.size());
@@ -118,6 +135,10 @@ bool KvCache::append(SeqId id, std::span<const int32_t> positions) {
   Seq& s = seq(id);
   const int n_new = static_cast<int>(positions.size());
   if (blocks_needed(id, n_new) > blocks_free()) return false;
+  if (!s.layers.empty()) {
+    layered_append(s, positions);
+    return true;
+  }
   const int bs = opts_.block_size;
   const int len = static_cast<int>(s.positions.size());
   if (n_new > 0 && len % bs != 0 && refcount_[s.blocks.back()] > 1) {
@@ -134,9 +155,10 @@ bool KvCache::append(SeqId id, std::span<const int32_t> positions) {
 
 void KvCache::truncate(SeqId id, int n) {
   Seq& s = seq(id);
-  if (n < 0 || n > static_cast<int>(s.positions.size()))
+  if (n < 0 || n > length(id))
     fail("kv", "truncate sequence " + std::to_string(id) + " to " + std::to_string(n) +
-                   " cells, it has " + std::to_string(s.positions.size()));
+                   " cells, it has " + std::to_string(length(id)));
+  if (!s.layers.empty()) return layered_truncate(s, n);
   s.positions.resize(static_cast<size_t>(n));
   const size_t keep = static_cast<size_t>((n + opts_.block_size - 1) / opts_.block_size);
   while (s.blocks.size() > keep) {
@@ -147,11 +169,12 @@ void KvCache::truncate(SeqId id, int n) {
 
 void KvCache::move_cell(SeqId id, int from, int to) {
   Seq& s = seq(id);
-  const int n = static_cast<int>(s.positions.size());
+  const int n = length(id);
   if (from < 0 || from >= n || to < 0 || to >= n)
     fail("kv", "move cell " + std::to_string(from) + " to " + std::to_string(to) + " of sequence " +
                    std::to_string(id) + " with " + std::to_string(n) + " cells");
   if (from == to) return;
+  if (!s.layers.empty()) return layered_move_cell(s, from, to);
   const int bs = opts_.block_size;
   const int32_t bf = s.blocks[from / bs], bt = s.blocks[to / bs];
   CP_ASSERT(refcount_[bt] == 1);
@@ -174,18 +197,21 @@ uint8_t* KvCache::v_cell(int layer, int32_t block, int off) const {
 
 void* KvCache::k_row(int layer, SeqId id, int cell) {
   const Seq& s = seq(id);
+  if (!s.layers.empty()) return layered_row(layer, s, cell, true);
   CP_DASSERT(cell >= 0 && cell < static_cast<int>(s.positions.size()));
   return k_cell(layer, s.blocks[cell / opts_.block_size], cell % opts_.block_size);
 }
 
 void* KvCache::v_row(int layer, SeqId id, int cell) {
   const Seq& s = seq(id);
+  if (!s.layers.empty()) return layered_row(layer, s, cell, false);
   CP_DASSERT(cell >= 0 && cell < static_cast<int>(s.positions.size()));
   return v_cell(layer, s.blocks[cell / opts_.block_size], cell % opts_.block_size);
 }
 
 void KvCache::chunks(int layer, SeqId id, int begin, int end, std::vector<ops::KvChunk>& out) const {
   const Seq& s = seq(id);
+  if (!s.layers.empty()) return layered_chunks(layer, s, begin, end, out);
   CP_ASSERT(begin >= 0 && begin <= end && end <= static_cast<int>(s.positions.size()));
   out.clear();
   const int bs = opts_.block_size;

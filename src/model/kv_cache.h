@@ -43,10 +43,13 @@ class KvCache {
   bool has_sequence(SeqId id) const { return seqs_.count(id) != 0; }
   // dst starts as a copy of src that shares every block; no data is copied.
   void fork_sequence(SeqId src, SeqId dst);
-  int length(SeqId id) const;                  // cells in use
+  int length(SeqId id) const;
+  // Cells in use (layered: the longest layer's count).
   int32_t position(SeqId id, int cell) const;  // RoPE position of a cell
-  std::span<const int32_t> positions(SeqId id) const;  // [length] every cell's position
-  std::span<const int32_t> block_table(SeqId id) const { return seq(id).blocks; }  // physical ids
+  // [length] every cell's position (layered: the longest layer's; see layer_positions).
+  std::span<const int32_t> positions(SeqId id) const;
+  // Physical ids of the shared table (empty for a sequence compacted per layer).
+  std::span<const int32_t> block_table(SeqId id) const { return seq(id).blocks; }
 
   // Appends cells with the given positions; returns false (and changes nothing) when the pool
   // cannot supply the blocks. Copies a shared last block before it is written (COW).
@@ -64,6 +67,22 @@ class KvCache {
   // Shared blocks that get written are copied first; returns false (nothing changed) when the
   // pool cannot supply those copies.
   bool compact(SeqId id, std::span<const int> keep);
+
+  // ---- Per-layer cells (CAKE budgets, model/kv_layers.cpp) ----
+  // Keeps in each layer l the cells keep[l] (that layer's own indices, strictly increasing).
+  // Different sets make the sequence "layered": each layer gets its own table of per-layer
+  // slots (a block's rows of one layer), so a layer keeping fewer cells holds fewer slots and
+  // the rest return to the pool. Cell indices given to k_row / v_row / chunks / truncate /
+  // move_cell stay sequence indices: a layer's cells are the last layer_length(l) of
+  // [0, length()), and new cells are appended to every layer. Identical sets on an unlayered
+  // sequence are compact(). Returns false (nothing changed) when copies of shared blocks do
+  // not fit in the pool.
+  bool compact_layers(SeqId id, std::span<const std::vector<int>> keep);
+  bool layered(SeqId id) const { return !seq(id).layers.empty(); }
+  int layer_length(int layer, SeqId id) const;
+  std::span<const int32_t> layer_positions(int layer, SeqId id) const;
+  int n_layer() const { return n_layer_; }
+  int64_t layer_slots_used() const { return slots_used_; }  // per-layer slots held (all layers)
 
   // Where a cell's K or V row ([n_kv_head * head_dim] of type()) lives for a layer.
   void* k_row(int layer, SeqId id, int cell);
@@ -98,16 +117,31 @@ class KvCache {
   size_t block_bytes_all_layers() const { return block_bytes_all_; }
   int block_size() const { return opts_.block_size; }
   int64_t n_blocks() const { return opts_.n_blocks; }
-  // Free blocks, counting cached blocks nobody else uses (evicted LRU-first on demand).
+  // Free blocks, counting cached blocks nobody else uses (evicted LRU-first on demand). Free
+  // per-layer slots of partly used split blocks are not counted (a whole block is needed).
   int64_t blocks_free() const { return static_cast<int64_t>(free_.size()) + evictable_; }
-  int64_t blocks_used() const { return opts_.n_blocks - blocks_free(); }
+  // Memory held, in blocks: whole blocks in use + per-layer slots in use / n_layer (rounded up).
+  int64_t blocks_used() const {
+    const int64_t whole = opts_.n_blocks - blocks_free() - n_split_;
+    return whole + (slots_used_ + n_layer_ - 1) / n_layer_;
+  }
+  size_t bytes_used() const;  // exact: whole blocks and per-layer slots, K and V
   size_t bytes_total() const { return block_bytes_all_ * static_cast<size_t>(opts_.n_blocks); }
   int blocks_needed(SeqId id, int n_new) const;  // extra blocks append(n_new) would take
+  // The same for appends to several sequences at once (free per-layer slots of split blocks
+  // serve layered sequences, so their needs do not simply add up).
+  int64_t blocks_needed(std::span<const std::pair<SeqId, int>> appends) const;
 
  private:
+  struct LayerCells {
+    std::vector<int32_t> blocks;     // logical block -> physical block whose layer slot is used
+    std::vector<int32_t> positions;  // [cells of this layer]
+  };
   struct Seq {
     std::vector<int32_t> blocks;     // block table: logical block -> physical block
     std::vector<int32_t> positions;  // [n_cells]
+    std::vector<LayerCells> layers;  // [n_layer] once compacted per layer; empty: the table above
+    int n_cells = 0;                 // layered: the longest layer's cell count
   };
   Seq& seq(SeqId id);
   const Seq& seq(SeqId id) const;
@@ -116,6 +150,21 @@ class KvCache {
   void copy_block(int32_t from, int32_t to);
   uint8_t* k_cell(int layer, int32_t block, int off) const;
   uint8_t* v_cell(int layer, int32_t block, int off) const;
+  // Layered sequences (model/kv_layers.cpp).
+  int32_t& lref(int layer, int32_t b) { return lref_[static_cast<size_t>(layer) * opts_.n_blocks + b]; }
+  int32_t lref(int layer, int32_t b) const { return lref_[static_cast<size_t>(layer) * opts_.n_blocks + b]; }
+  int32_t alloc_slot(int layer);
+  void release_slot(int layer, int32_t b);
+  void split_sequence(Seq& s);
+  void compact_layer(Seq& s, int layer, std::span<const int> keep);
+  void layered_slots_needed(const Seq& s, int n_new, std::vector<int64_t>& per_layer) const;
+  int64_t blocks_for_slots(std::span<const int64_t> per_layer) const;
+  void layered_append(Seq& s, std::span<const int32_t> positions);
+  void layered_truncate(Seq& s, int n);
+  void layered_release(Seq& s);
+  uint8_t* layered_row(int layer, const Seq& s, int cell, bool k) const;
+  void layered_chunks(int layer, const Seq& s, int begin, int end, std::vector<ops::KvChunk>& out) const;
+  void layered_move_cell(Seq& s, int from, int to);
 
   // Per layer: its K/V types and where its pool starts (types, hence row sizes, may differ).
   struct Layer {
@@ -132,6 +181,14 @@ class KvCache {
   std::vector<int32_t> refcount_;  // [n_blocks]
   std::vector<int32_t> free_;      // stack of free physical blocks
   std::map<SeqId, Seq> seqs_;
+  // Per-layer slots of split blocks (allocated on the first per-layer compaction). A block is
+  // free (in free_), whole (refcount_), or split: each layer's slot has its own holders.
+  std::vector<int32_t> lref_;                // [n_layer][n_blocks] holders of a split block's slot
+  std::vector<uint8_t> split_;               // [n_blocks] 1: split
+  std::vector<int32_t> split_used_;          // [n_blocks] layers of a split block in use
+  std::vector<std::vector<int32_t>> lfree_;  // [n_layer] free slots of split blocks (stale entries skipped)
+  std::vector<int64_t> lfree_n_, lused_;     // [n_layer] free / used slots per layer
+  int64_t n_split_ = 0, slots_used_ = 0;
 
   // Prefix cache state.
   struct CachedBlock {

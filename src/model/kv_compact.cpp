@@ -11,6 +11,8 @@ namespace coppice {
 
 bool KvCache::compact(SeqId id, std::span<const int> keep) {
   Seq& s = seq(id);
+  if (!s.layers.empty())
+    fail("kv", "compact sequence " + std::to_string(id) + ": its layers hold different cells (use compact_layers)");
   const int len = static_cast<int>(s.positions.size());
   const int n_keep = static_cast<int>(keep.size());
   for (int i = 0; i < n_keep; ++i)

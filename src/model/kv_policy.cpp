@@ -27,6 +27,10 @@ const char* kv_policy_name(KvPolicyKind k) {
 void validate(const KvPolicyOptions& o) {
   const std::string b = std::to_string(o.budget);
   if (o.budget < 0) fail("kv", "--kv-budget " + b + " must be >= 0 (0: no eviction)");
+  if (o.cake && o.kind != KvPolicyKind::H2O && o.kind != KvPolicyKind::SnapKV)
+    fail("kv", std::string("--kv-layer-budgets cake applies to h2o and snapkv (attention-ranked), not ") +
+                   kv_policy_name(o.kind));
+  if (o.cake && !(o.cake_tau1 > 0 && o.cake_tau2 > 0)) fail("kv", "cake: tau1 and tau2 must be positive");
   if (o.budget == 0) return;
   if (o.kind == KvPolicyKind::Window && (o.sinks < 0 || o.sinks >= o.budget))
     fail("kv", "window policy: " + std::to_string(o.sinks) + " sink cells leave no room in a budget of " + b);
@@ -98,6 +102,7 @@ int KvPolicy::obs_window() const {
 void KvPolicy::on_attention(int layer, std::span<const BatchToken> batch, std::span<const int> cells,
                             const float* q, const ops::AttentionShape& shape, const KvCache& cache) {
   if (!needs_attention()) return;
+  if (o_.cake) return observe_layer(layer, batch, cells, q, shape, cache);
   const int n = static_cast<int>(batch.size());
   const int64_t qd = static_cast<int64_t>(shape.n_head) * shape.head_dim;
   for (int i = 0; i < n; ++i) {
@@ -137,6 +142,7 @@ void KvPolicy::on_attention(int layer, std::span<const BatchToken> batch, std::s
 
 int KvPolicy::enforce(KvCache& cache, SeqId seq) {
   const int n = cache.length(seq);
+  if (o_.cake && o_.budget > 0) return enforce_layers(cache, seq);
   if (o_.budget <= 0 || o_.kind == KvPolicyKind::None || n <= o_.budget) return 0;
   SeqState& st = st_[seq];
   std::vector<int> keep;

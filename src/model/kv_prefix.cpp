@@ -12,6 +12,7 @@ namespace coppice {
 
 void KvCache::publish_block(SeqId id, int lb, uint64_t hash, std::span<const int32_t> tokens) {
   const Seq& s = seq(id);
+  if (!s.layers.empty()) fail("kv", "publish_block: sequence " + std::to_string(id) + " holds different cells per layer");
   CP_ASSERT(lb >= 0 && lb < static_cast<int>(s.blocks.size()));
   CP_ASSERT(static_cast<int>(tokens.size()) == opts_.block_size);
   CP_ASSERT(static_cast<int>(s.positions.size()) >= (lb + 1) * opts_.block_size);
@@ -44,7 +45,7 @@ int KvCache::match_prefix(std::span<const uint64_t> hashes, std::span<const int3
 
 void KvCache::attach_blocks(SeqId id, std::span<const int32_t> blocks, std::span<const int32_t> positions) {
   Seq& s = seq(id);
-  if (!s.blocks.empty() || !s.positions.empty())
+  if (!s.blocks.empty() || !s.positions.empty() || !s.layers.empty())
     fail("kv", "attach_blocks: sequence " + std::to_string(id) + " is not empty");
   CP_ASSERT(positions.size() == blocks.size() * static_cast<size_t>(opts_.block_size));
   for (int32_t b : blocks) {

@@ -90,12 +90,18 @@ void Model::step(std::span<const BatchToken> batch, KvCache& cache, std::vector<
     cells[i] = cache.length(batch[i].seq) + static_cast<int>(per_seq[k].second.size());
     per_seq[k].second.push_back(batch[i].pos);
   }
-  int64_t need = 0;
-  for (size_t k = 0; k < n_seqs; ++k)
-    need += cache.blocks_needed(per_seq[k].first, static_cast<int>(per_seq[k].second.size()));
+  std::vector<std::pair<SeqId, int>> appends(n_seqs);
+  for (size_t k = 0; k < n_seqs; ++k) appends[k] = {per_seq[k].first, static_cast<int>(per_seq[k].second.size())};
+  const int64_t need = cache.blocks_needed(appends);
   if (need > cache.blocks_free())
     fail("kv", "the KV cache is full: this step needs " + std::to_string(need) +
                    " more blocks, " + std::to_string(cache.blocks_free()) + " are free");
+  // Per-layer cells (CAKE) keep sequence cell indices, but sliding windows and tree gathers
+  // read one position table for every layer.
+  for (int i = 0; i < n; ++i)
+    if ((cfg_.n_swa > 0 || batch[i].tree) && cache.layered(batch[i].seq))
+      fail("kv", "sequence " + std::to_string(batch[i].seq) +
+                     " keeps different cells per layer: sliding-window attention and tree steps need one cell table");
   for (size_t k = 0; k < n_seqs; ++k) CP_ASSERT(cache.append(per_seq[k].first, per_seq[k].second));
   if (cfg_.n_swa > 0) window_begins(batch, cache, cells);
 
