@@ -6,7 +6,8 @@
 #   bench/serve_compare.sh MODEL.gguf /path/to/llama-server [CONCURRENCY=1,4,16,64] [SECONDS=30]
 #
 # llama.cpp is not part of this project: build it yourself beside the project. Env: THREADS (2),
-# PARALLEL (slots, 16), CTX (context per slot, 2048), MAX_TOKENS (64), LONG_WORDS (120).
+# PARALLEL (slots, 16), CTX (context per slot, 2048), MAX_TOKENS (64), LONG_WORDS (120),
+# COPPICE_ARGS (extra `coppice serve` flags, e.g. "--tpot-ms 150"), SKIP_LLAMA=1 (coppice only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=$1 llama_server=$2 conc=${3:-1,4,16,64} secs=${4:-30}
@@ -19,13 +20,14 @@ run_load() {
 }
 
 build/release/bin/coppice serve -m "$model" --port $port_a -t "$threads" --parallel "$parallel" \
-  -c "$ctx" > /tmp/coppice_serve.log 2>&1 &
+  -c "$ctx" ${COPPICE_ARGS:-} > /tmp/coppice_serve.log 2>&1 &
 pid=$!
 wait_up $port_a
 echo "## coppice serve (-t $threads --parallel $parallel -c $ctx)"
 run_load $port_a '{}'
 kill -TERM $pid; wait $pid || true
 
+[ "${SKIP_LLAMA:-0}" = 1 ] && exit 0
 "$llama_server" -m "$model" --port $port_b -t "$threads" -np "$parallel" -c $((ctx * parallel)) \
   --cont-batching > /tmp/llama_server.log 2>&1 &
 pid=$!
