@@ -57,6 +57,15 @@ inline float a_hsum(AVec v) {
 }
 #endif
 
+// Lane r of the result = the sum of a[r]'s 8 lanes, ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)) for
+// every r (the same tree whatever the slot): 8 rows' partial sums reduced together.
+inline __m256 reduce8(const __m256* a) {
+  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
 inline AVec a_kv(const void* base, int64_t i, DType t) {
   switch (t) {
     case DType::F16: return a_f16(static_cast<const uint16_t*>(base) + i);

@@ -17,6 +17,7 @@
 
 #include "kernels/attn.h"
 #include "kernels/blocks.h"
+#include "kernels/simd_attn.h"
 
 namespace coppice::kernels {
 namespace {  // NOLINT: per-ISA copies by design
@@ -87,13 +88,6 @@ inline void prefetch_head(const uint8_t* p, size_t bytes) {
   _mm_prefetch(reinterpret_cast<const char*>(p + bytes - 1), _MM_HINT_T0);
 }
 
-// lane i of the result = horizontal sum of a[i]
-inline __m256 reduce8(const __m256* a) {
-  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
-  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
-  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
 
 template <DType T>
 void kvq_score_rows(const KvQuery& q, const void* k, size_t stride, int n, float* scores) {

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "kernels/attn.h"
+#include "kernels/simd_attn.h"
 
 namespace coppice::kernels {
 namespace {  // NOLINT: per-ISA copies by design
@@ -66,13 +67,6 @@ inline __m256 r_dot8(const float* q, const uint8_t* row, int hd) {
   return a;
 }
 
-// out lane r = the sum of a[r]'s 8 lanes, ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)) for every r.
-inline __m256 r_reduce8(const __m256* a) {
-  const __m256 s01 = _mm256_hadd_ps(a[0], a[1]), s23 = _mm256_hadd_ps(a[2], a[3]);
-  const __m256 s45 = _mm256_hadd_ps(a[4], a[5]), s67 = _mm256_hadd_ps(a[6], a[7]);
-  const __m256 t0 = _mm256_hadd_ps(s01, s23), t1 = _mm256_hadd_ps(s45, s67);
-  return _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31));
-}
 
 template <KvF T>
 void score_rows_t(const float* q, const uint8_t* k, size_t stride, int n, int hd, float* out) {
@@ -80,14 +74,14 @@ void score_rows_t(const float* q, const uint8_t* k, size_t stride, int n, int hd
   int j0 = 0;
   for (; j0 + 8 <= n; j0 += 8) {
     for (int r = 0; r < 8; ++r) a[r] = r_dot8<T>(q, k + static_cast<size_t>(j0 + r) * stride, hd);
-    _mm256_storeu_ps(out + j0, r_reduce8(a));
+    _mm256_storeu_ps(out + j0, reduce8(a));
   }
   if (j0 == n) return;
   for (int r = 0; r < 8; ++r) {
     a[r] = j0 + r < n ? r_dot8<T>(q, k + static_cast<size_t>(j0 + r) * stride, hd) : _mm256_setzero_ps();
   }
   alignas(32) float t[8];
-  _mm256_store_ps(t, r_reduce8(a));
+  _mm256_store_ps(t, reduce8(a));
   for (int r = 0; j0 + r < n; ++r) out[j0 + r] = t[r];
 }
 

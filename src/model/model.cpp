@@ -90,7 +90,8 @@ void Model::step(std::span<const BatchToken> batch, KvCache& cache, std::vector<
     cells[i] = cache.length(batch[i].seq) + static_cast<int>(per_seq[k].second.size());
     per_seq[k].second.push_back(batch[i].pos);
   }
-  std::vector<std::pair<SeqId, int>> appends(n_seqs);
+  thread_local std::vector<std::pair<SeqId, int>> appends;  // reused: no allocation per step
+  appends.resize(n_seqs);
   for (size_t k = 0; k < n_seqs; ++k) appends[k] = {per_seq[k].first, static_cast<int>(per_seq[k].second.size())};
   const int64_t need = cache.blocks_needed(appends);
   if (need > cache.blocks_free())
