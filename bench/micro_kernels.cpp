@@ -3,7 +3,7 @@
 // the file's rows (matmul/) and as load packs them (matmul_packed/, the panel layouts), and one
 // decode step of ops::attention per KV type (attention/K/V/keys/head_dim/kv_heads, start-up ISA:
 // lower it with COPPICE_ISA; 8 query heads, keys in 256-cell chunks, one call per kv-head group
-// as the model makes them).
+// as the model makes them), and matmul on 2:4 F16/BF16 matrices as load packs them (matmul_2of4/).
 //   micro_kernels --benchmark_filter=matmul   (threads: COPPICE_BENCH_THREADS, default 2)
 #include <benchmark/benchmark.h>
 
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/dispatch.h"
+#include "kernels/sparse24.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
 #include "util/threadpool.h"
@@ -112,6 +113,45 @@ void bm_matmul_packed(benchmark::State& st, DType t, int64_t n_out, int n_tok) {
   st.SetLabel(pk->name);
 }
 
+// matmul on a 2:4 F16/BF16 matrix (the 2 largest of every 4 random values kept) in the layout
+// load repacks it to (kernels/sparse24.h); compare with matmul/<type>/ on the dense rows.
+void bm_matmul_2of4(benchmark::State& st, DType t, int64_t n_out, int n_tok) {
+  const kernels::PackedKernels* best = kernels::sparse24::best(t);
+  if (best == nullptr) { st.SkipWithError("no 2:4 kernels for this type on this ISA"); return; }
+  const kernels::PackedKernels& pk = *best;
+  const TypeTraits& tt = *type_traits(t);
+  const int64_t n_in = 2048;
+  const auto f = randn(static_cast<size_t>(n_in * n_out), 6);
+  std::vector<float> pruned(f);
+  for (size_t g = 0; g < pruned.size(); g += 4) {  // keep the 2 largest of every 4
+    int a = 0, b = 1;
+    if (std::fabs(pruned[g + b]) > std::fabs(pruned[g + a])) std::swap(a, b);
+    for (int i = 2; i < 4; ++i) {
+      if (std::fabs(pruned[g + i]) > std::fabs(pruned[g + a])) { b = a; a = i; }
+      else if (std::fabs(pruned[g + i]) > std::fabs(pruned[g + b])) b = i;
+    }
+    for (int i = 0; i < 4; ++i) if (i != a && i != b) pruned[g + i] = 0.0f;
+  }
+  std::vector<uint8_t> src(row_size(tt, n_in) * static_cast<size_t>(n_out));
+  tt.from_float(pruned.data(), src.data(), n_in * n_out);
+  std::vector<uint8_t> w(pk.row_bytes(n_in) * static_cast<size_t>(n_out));
+  pk.pack_rows(src.data(), w.data(), n_in, n_out);
+  WeightView wv{t, w.data(), n_in, n_out, pk.row_bytes(n_in)};
+  wv.packed = &pk;
+  const auto x = randn(static_cast<size_t>(n_in * n_tok), 2);
+  std::vector<float> y(static_cast<size_t>(n_out * n_tok));
+  std::vector<uint8_t> scratch;
+  ThreadPool pool(bench_threads());
+  for (auto _ : st) {
+    ops::matmul(wv, x.data(), n_tok, y.data(), pool, scratch);
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["FLOP/s"] = benchmark::Counter(2.0 * double(n_in) * double(n_out) * n_tok,  // dense-equivalent
+                                             benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["tok/s"] = benchmark::Counter(double(n_tok), benchmark::Counter::kIsIterationInvariantRate);
+  st.SetLabel(pk.name);
+}
+
 // One query token over n_keys cached cells of n_kv KV heads: K in kt, V in vt (one thread).
 void bm_attention(benchmark::State& st, DType kt, DType vt, int n_keys, int hd, int n_kv) {
   const int n_head = 8, row = n_kv * hd, chunk = 256, group = n_head / n_kv;
@@ -150,6 +190,15 @@ const int kRegistered = [] {
         const std::string name = std::string("matmul_packed/") + dtype_name(t) + "/2048x" + std::to_string(n_out) +
                                  "/tok" + std::to_string(n_tok);
         benchmark::RegisterBenchmark(name.c_str(), bm_matmul_packed, t, n_out, n_tok)->UseRealTime();
+      }
+    }
+  }
+  for (DType t : {DType::F16, DType::BF16}) {
+    for (int64_t n_out : {2048, 8192}) {
+      for (int n_tok : {1, 8, 16, 64, 256}) {
+        const std::string name = std::string("matmul_2of4/") + dtype_name(t) + "/2048x" + std::to_string(n_out) +
+                                 "/tok" + std::to_string(n_tok);
+        benchmark::RegisterBenchmark(name.c_str(), bm_matmul_2of4, t, n_out, n_tok)->UseRealTime();
       }
     }
   }

@@ -5,7 +5,8 @@ pkgs=(build-essential cmake ninja-build ccache pkg-config
       libgtest-dev libgmock-dev libbenchmark-dev
       nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev
       libcurl4-openssl-dev libcpp-httplib-dev libssl-dev
-      clang-14 libclang-rt-14-dev python3 python3-numpy python3-jinja2)
+      clang-14 libclang-rt-14-dev python3 python3-numpy python3-jinja2
+      g++-aarch64-linux-gnu qemu-user)  # the NEON kernels: cross build + tests (test_neon.sh)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -361,5 +361,5 @@ TEST(KvQuantAttention, GroupedHeadsMaskAndHeadRange) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, KvQuantIsa, ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::Avx512),
+INSTANTIATE_TEST_SUITE_P(All, KvQuantIsa, ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon),
                          [](const auto& p) { return std::string(kernels::isa_name(p.param)); });

@@ -210,7 +210,7 @@ TEST_P(KvFloatRowsIsa, SoftmaxPassesMatchTheirDefinition) {
   for (float x : far) EXPECT_LE(x, 1e-37f);  // underflow: 0 (SIMD) or a denormal (std::exp)
 }
 
-INSTANTIATE_TEST_SUITE_P(All, KvFloatRowsIsa, ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::Avx512),
+INSTANTIATE_TEST_SUITE_P(All, KvFloatRowsIsa, ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon),
                          [](const auto& p) { return std::string(kernels::isa_name(p.param)); });
 
 // ops::attention on narrow heads (head_dim 8 and 24, GQA 2, every third key masked, chunks of

@@ -252,7 +252,7 @@ TEST_P(SimdIsa, AttentionKernelsMatchScalar) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, SimdIsa, ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::Avx512),
+INSTANTIATE_TEST_SUITE_P(All, SimdIsa, ::testing::Values(Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon),
                          [](const auto& p) { return std::string(kernels::isa_name(p.param)); });
 
 // ops::matmul (the start-up ISA) against dequantized weights times float activations. The

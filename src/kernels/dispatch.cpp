@@ -63,40 +63,52 @@ bool cpu_has(Isa isa) {
            f.avx512vnni && f.avx512bf16;
   }
 #endif
+#if defined(__aarch64__)
+  if (isa == Isa::Neon) return true;  // Advanced SIMD is part of every AArch64 CPU
+#endif
   return isa == Isa::Scalar;
 }
 
 struct Tables {
-  KernelSet set[3];
-  bool ok[3] = {true, false, false};
+  KernelSet set[kIsaCount];
+  bool ok[kIsaCount] = {true, false, false, false};
   Isa best = Isa::Scalar;
+
+  static KernelSet derived(const KernelSet& scalar, Isa isa, const char* name) {
+    KernelSet ks = scalar;
+    ks.isa = isa;
+    ks.name = name;
+    return ks;
+  }
 
   Tables() {
     set[0] = make_scalar();
-    set[1] = set[0];
-    set[1].isa = Isa::Avx2;
-    set[1].name = "avx2";
+    set[1] = derived(set[0], Isa::Avx2, "avx2");
+    set[2] = derived(set[0], Isa::Avx512, "avx512");
+    set[3] = derived(set[0], Isa::Neon, "neon");
+#if defined(__x86_64__) || defined(__i386__)
     avx2::fill_dot(set[1]);
     avx2::fill_gemm(set[1]);
     avx2::fill_quant(set[1]);
     avx2::fill_packed(set[1]);
     avx2::fill_attn(set[1]);
-    set[2] = set[0];
-    set[2].isa = Isa::Avx512;
-    set[2].name = "avx512";
     avx512::fill_dot(set[2]);
     avx512::fill_gemm(set[2]);
     avx512::fill_quant(set[2]);
     avx512::fill_packed(set[2]);
     avx512::fill_attn(set[2]);
-    for (int i = 1; i < 3; ++i) ok[i] = cpu_has(static_cast<Isa>(i));
-    for (int i = 2; i >= 0; --i) {
+#endif
+#if defined(__aarch64__)
+    neon::fill(set[3]);
+#endif
+    for (int i = 1; i < kIsaCount; ++i) ok[i] = cpu_has(static_cast<Isa>(i));
+    for (int i = kIsaCount - 1; i >= 0; --i) {
       if (ok[i]) { best = static_cast<Isa>(i); break; }
     }
     // COPPICE_ISA can only lower the choice: a higher ISA than the CPU has would crash.
     if (const char* env = std::getenv("COPPICE_ISA")) {
-      for (int i = 0; i < 3; ++i) {
-        if (std::strcmp(env, isa_name(static_cast<Isa>(i))) == 0 && i < static_cast<int>(best)) {
+      for (int i = 0; i < kIsaCount; ++i) {
+        if (std::strcmp(env, isa_name(static_cast<Isa>(i))) == 0 && ok[i] && i < static_cast<int>(best)) {
           best = static_cast<Isa>(i);
         }
       }
@@ -115,6 +127,7 @@ const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::Avx2: return "avx2";
     case Isa::Avx512: return "avx512";
+    case Isa::Neon: return "neon";
     default: return "scalar";
   }
 }

@@ -1,5 +1,5 @@
-// Runtime ISA dispatch: one table of fast kernels per ISA (scalar, AVX2, AVX-512), chosen once
-// at start-up from CPUID. The scalar table wraps the reference kernels of the traits table, so
+// Runtime ISA dispatch: one table of fast kernels per ISA (scalar, AVX2, AVX-512 on x86-64;
+// scalar, NEON on AArch64), chosen once at start-up from CPUID. The scalar table wraps the reference kernels of the traits table, so
 // every type always has an entry; SIMD tables fill in what they accelerate.
 #pragma once
 #include <cstddef>
@@ -11,7 +11,8 @@
 
 namespace coppice::kernels {
 
-enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };
+constexpr int kIsaCount = 4;
 
 // y[c * y_stride + r] = dot(weight row r, activation row c) for r < nr, c < nc, over n elements.
 // Weight rows are w_stride bytes apart (the weight type), activation rows a_stride bytes apart
@@ -41,7 +42,7 @@ struct KernelSet {
   FromFloatFn quantizer(DType t) const { return from_float[static_cast<uint32_t>(t)]; }
 };
 
-// The table for the best ISA this CPU supports (lowered by COPPICE_ISA=scalar|avx2|avx512).
+// The table for the best ISA this CPU supports (lowered by COPPICE_ISA=scalar|avx2|avx512|neon).
 const KernelSet& kernels();
 const char* kernel_isa_name();
 // A specific ISA's table, or nullptr if this CPU (or this build) cannot run it. For tests.

@@ -2,7 +2,7 @@
 // (kernels/dispatch.h). Activations are converted once to the weight type's dot format; then
 //  - one token (decode): rows are handed out in chunks to the threads, one fast vec_dot each;
 //  - many tokens (prefill): (token block x row chunk) work items go through the gemm tiles;
-//    a token block's activations stay in L2 while the weight rows stream past once per block.
+//    a token block's activations stay in cache while the weight rows stream past once per block.
 #include <algorithm>
 #include <atomic>
 
@@ -16,7 +16,10 @@ namespace {
 constexpr int64_t kDecodeChunkRows = 64;      // at least this many rows per item when n_tok == 1
 constexpr int64_t kDecodeItemsPerThread = 4;  // decode work items per thread (load balance)
 constexpr int64_t kGemmChunkRows = 16;        // rows per work item when n_tok > 1
-constexpr size_t kTokenBlockBytes = 256 << 10;  // activations of one token block (L2-sized)
+// Activations of one token block. Every block streams the whole weight matrix from DRAM again, so
+// the block is L3-sized rather than L2-sized: 256 KiB held 32 f32 tokens at n_in 2048 and 11 at
+// 5632; 2 MiB (256 / 93) ran f32-activation prefill 8-20 % faster (bench/RESULTS.md).
+constexpr size_t kTokenBlockBytes = 2 << 20;
 
 // Hands out [0, n_items) to the pool's threads one item at a time (balanced under noise).
 template <typename F>

@@ -59,7 +59,11 @@ const CpuFeatures& cpu_features() {
 std::string CpuFeatures::best_isa() const {
   if (avx512f && avx512bw && avx512vl) return "avx512";
   if (avx2 && fma && f16c) return "avx2";
+#if defined(__aarch64__)
+  return "neon";  // Advanced SIMD is part of every AArch64 CPU
+#else
   return "scalar";
+#endif
 }
 
 std::vector<std::string> CpuFeatures::names() const {
