@@ -34,10 +34,20 @@ inline void write_bytes(const std::string& path, const std::vector<uint8_t>& b) 
   out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
+// A file in this process's own temporary directory, removed with everything in it when the
+// process exits (ctest runs every test case in a process of its own).
 inline std::string temp_path(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("coppice-test-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
+  struct Dir {
+    std::filesystem::path path =
+        std::filesystem::temp_directory_path() / ("coppice-test-" + std::to_string(::getpid()));
+    ~Dir() {
+      std::error_code ec;  // best effort: never throw from a static destructor
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static const Dir dir;
+  std::filesystem::create_directories(dir.path);
+  return (dir.path / name).string();
 }
 
 struct RunResult {
