@@ -68,19 +68,24 @@ int bench_threads() {
   return e != nullptr ? std::atoi(e) : 2;
 }
 
-void bm_matmul(benchmark::State& st, DType t, int64_t n_out, int n_tok) {
-  const TypeTraits& tt = *type_traits(t);
-  const int64_t n_in = 2048;
-  const auto w = make_rows(tt, n_in, n_out);
-  const WeightView wv{t, w.data(), n_in, n_out, row_size(tt, n_in)};
-  const auto x = randn(static_cast<size_t>(n_in * n_tok), 2);
-  std::vector<float> y(static_cast<size_t>(n_out * n_tok));
+// The timed loop: ops::matmul of wv with n_tok random activation rows on the bench's pool.
+void run_matmul(benchmark::State& st, const WeightView& wv, int n_tok) {
+  const auto x = randn(static_cast<size_t>(wv.n_in * n_tok), 2);
+  std::vector<float> y(static_cast<size_t>(wv.n_out * n_tok));
   std::vector<uint8_t> scratch;
   ThreadPool pool(bench_threads());
   for (auto _ : st) {
     ops::matmul(wv, x.data(), n_tok, y.data(), pool, scratch);
     benchmark::DoNotOptimize(y.data());
   }
+}
+
+void bm_matmul(benchmark::State& st, DType t, int64_t n_out, int n_tok) {
+  const TypeTraits& tt = *type_traits(t);
+  const int64_t n_in = 2048;
+  const auto w = make_rows(tt, n_in, n_out);
+  const WeightView wv{t, w.data(), n_in, n_out, row_size(tt, n_in)};
+  run_matmul(st, wv, n_tok);
   st.counters["bytes/s"] = benchmark::Counter(double(w.size()), benchmark::Counter::kIsIterationInvariantRate);
   st.counters["FLOP/s"] = benchmark::Counter(2.0 * double(n_in) * double(n_out) * n_tok,
                                              benchmark::Counter::kIsIterationInvariantRate);
@@ -100,14 +105,7 @@ void bm_matmul_packed(benchmark::State& st, DType t, int64_t n_out, int n_tok) {
   pk->pack_rows(src.data(), w.data(), n_in, n_out);
   WeightView wv{t, w.data(), n_in, n_out, pk->row_bytes(n_in)};
   wv.packed = pk;
-  const auto x = randn(static_cast<size_t>(n_in * n_tok), 2);
-  std::vector<float> y(static_cast<size_t>(n_out * n_tok));
-  std::vector<uint8_t> scratch;
-  ThreadPool pool(bench_threads());
-  for (auto _ : st) {
-    ops::matmul(wv, x.data(), n_tok, y.data(), pool, scratch);
-    benchmark::DoNotOptimize(y.data());
-  }
+  run_matmul(st, wv, n_tok);
   st.counters["bytes/s"] = benchmark::Counter(double(w.size()), benchmark::Counter::kIsIterationInvariantRate);
   st.counters["tok/s"] = benchmark::Counter(double(n_tok), benchmark::Counter::kIsIterationInvariantRate);
   st.SetLabel(pk->name);
@@ -138,14 +136,7 @@ void bm_matmul_2of4(benchmark::State& st, DType t, int64_t n_out, int n_tok) {
   pk.pack_rows(src.data(), w.data(), n_in, n_out);
   WeightView wv{t, w.data(), n_in, n_out, pk.row_bytes(n_in)};
   wv.packed = &pk;
-  const auto x = randn(static_cast<size_t>(n_in * n_tok), 2);
-  std::vector<float> y(static_cast<size_t>(n_out * n_tok));
-  std::vector<uint8_t> scratch;
-  ThreadPool pool(bench_threads());
-  for (auto _ : st) {
-    ops::matmul(wv, x.data(), n_tok, y.data(), pool, scratch);
-    benchmark::DoNotOptimize(y.data());
-  }
+  run_matmul(st, wv, n_tok);
   st.counters["FLOP/s"] = benchmark::Counter(2.0 * double(n_in) * double(n_out) * n_tok,  // dense-equivalent
                                              benchmark::Counter::kIsIterationInvariantRate);
   st.counters["tok/s"] = benchmark::Counter(double(n_tok), benchmark::Counter::kIsIterationInvariantRate);
