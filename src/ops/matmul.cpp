@@ -16,10 +16,11 @@ namespace {
 constexpr int64_t kDecodeChunkRows = 64;      // at least this many rows per item when n_tok == 1
 constexpr int64_t kDecodeItemsPerThread = 4;  // decode work items per thread (load balance)
 constexpr int64_t kGemmChunkRows = 16;        // rows per work item when n_tok > 1
-// Activations of one token block. Every block streams the whole weight matrix from DRAM again, so
-// the block is L3-sized rather than L2-sized: 256 KiB held 32 f32 tokens at n_in 2048 and 11 at
-// 5632; 2 MiB (256 / 93) ran f32-activation prefill 8-20 % faster (bench/RESULTS.md).
-constexpr size_t kTokenBlockBytes = 2 << 20;
+// Activations of one token block. Every block streams the whole weight matrix again, so bigger
+// blocks read the weights fewer times: 1 MiB (the dev machine's L2) against the former 256 KiB
+// ran pp512 of the 1.1B bench models 4-10 % faster (bench/RESULTS.md); 2 MiB helped q8_0 a
+// little more and f16 (f16 activations overflowing L2) less.
+constexpr size_t kTokenBlockBytes = 1 << 20;
 
 // Hands out [0, n_items) to the pool's threads one item at a time (balanced under noise).
 template <typename F>
