@@ -1,15 +1,19 @@
 // Kernel micro-benchmarks: vec_dot per type and ISA (one 4096-element row against one
 // activation row, L1-resident), ops::matmul at 2048x2048 / 2048x8192 with 1 to 256 tokens on
-// the file's rows (matmul/) and as load packs them (matmul_packed/, the panel layouts), and one
+// the file's rows (matmul/) and as load packs them (matmul_packed/, the panel layouts; also
+// 2048x65536, a matrix that streams from DRAM as a model's do), and one
 // decode step of ops::attention per KV type (attention/K/V/keys/head_dim/kv_heads, start-up ISA:
 // lower it with COPPICE_ISA; 8 query heads, keys in 256-cell chunks, one call per kv-head group
-// as the model makes them), and matmul on 2:4 F16/BF16 matrices as load packs them (matmul_2of4/).
+// as the model makes them), the machine's read bandwidth (read_bandwidth/, the decode limit),
+// and matmul on 2:4 F16/BF16/Q8_0 matrices as load packs them (matmul_2of4/).
 //   micro_kernels --benchmark_filter=matmul   (threads: COPPICE_BENCH_THREADS, default 2)
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,7 +22,12 @@
 #include "kernels/sparse24.h"
 #include "ops/attention.h"
 #include "ops/ops.h"
+#include "util/cpu.h"
 #include "util/threadpool.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 using namespace coppice;
 
@@ -111,7 +120,7 @@ void bm_matmul_packed(benchmark::State& st, DType t, int64_t n_out, int n_tok) {
   st.SetLabel(pk->name);
 }
 
-// matmul on a 2:4 F16/BF16 matrix (the 2 largest of every 4 random values kept) in the layout
+// matmul on a 2:4 F16/BF16/Q8_0 matrix (the 2 largest of every 4 random values kept) in the layout
 // load repacks it to (kernels/sparse24.h); compare with matmul/<type>/ on the dense rows.
 void bm_matmul_2of4(benchmark::State& st, DType t, int64_t n_out, int n_tok) {
   const kernels::PackedKernels* best = kernels::sparse24::best(t);
@@ -141,6 +150,52 @@ void bm_matmul_2of4(benchmark::State& st, DType t, int64_t n_out, int n_tok) {
                                              benchmark::Counter::kIsIterationInvariantRate);
   st.counters["tok/s"] = benchmark::Counter(double(n_tok), benchmark::Counter::kIsIterationInvariantRate);
   st.SetLabel(pk.name);
+}
+
+// Sum of the 64-bit words of [p, p + bytes): a plain read stream (the decode bandwidth limit).
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) uint64_t read_sum_avx512(const uint8_t* p, size_t bytes) {
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t o = 0; o + 256 <= bytes; o += 256) {
+    a0 = _mm512_add_epi64(a0, _mm512_load_si512(p + o));
+    a1 = _mm512_add_epi64(a1, _mm512_load_si512(p + o + 64));
+    a2 = _mm512_add_epi64(a2, _mm512_load_si512(p + o + 128));
+    a3 = _mm512_add_epi64(a3, _mm512_load_si512(p + o + 192));
+  }
+  alignas(64) uint64_t lanes[8];  // (_mm512_reduce_add_epi64 trips GCC 12's -Wuninitialized)
+  _mm512_store_si512(lanes, _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+  uint64_t s = 0;
+  for (uint64_t v : lanes) s += v;
+  return s;
+}
+#endif
+uint64_t read_sum(const uint8_t* p, size_t bytes) {
+#if defined(__x86_64__)
+  if (cpu_features().avx512f) return read_sum_avx512(p, bytes);
+#endif
+  uint64_t s[4] = {0, 0, 0, 0};
+  for (size_t o = 0; o + 32 <= bytes; o += 32)
+    for (int k = 0; k < 4; ++k) { uint64_t v; std::memcpy(&v, p + o + 8 * k, 8); s[k] += v; }
+  return s[0] + s[1] + s[2] + s[3];
+}
+
+// The machine's read bandwidth: 1 GiB (far beyond the caches) split over the pool's threads in
+// contiguous 4 MiB pieces, the way decode streams a model's weights. bench/RESULTS.md relates
+// each type's decode GB/s (file bytes per token x tokens/s) to this figure.
+void bm_read_bandwidth(benchmark::State& st) {
+  constexpr size_t kBytes = size_t{1} << 30, kPiece = size_t{4} << 20;
+  auto* buf = static_cast<uint8_t*>(std::aligned_alloc(64, kBytes));
+  std::memset(buf, 1, kBytes);  // touch every page
+  ThreadPool pool(bench_threads());
+  for (auto _ : st) {
+    std::atomic<uint64_t> total{0};
+    pool.parallel_for(static_cast<int64_t>(kBytes / kPiece), [&](int64_t b, int64_t e) {
+      total += read_sum(buf + b * kPiece, static_cast<size_t>(e - b) * kPiece);
+    });
+    benchmark::DoNotOptimize(total.load());
+  }
+  std::free(buf);
+  st.counters["bytes/s"] = benchmark::Counter(double(kBytes), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // One query token over n_keys cached cells of n_kv KV heads: K in kt, V in vt (one thread).
@@ -175,8 +230,9 @@ void bm_attention(benchmark::State& st, DType kt, DType vt, int n_keys, int hd, 
 }
 
 const int kRegistered = [] {
+  benchmark::RegisterBenchmark("read_bandwidth/1GiB", bm_read_bandwidth)->UseRealTime();
   for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K}) {
-    for (int64_t n_out : {2048, 8192}) {
+    for (int64_t n_out : {2048, 8192, 65536}) {
       for (int n_tok : {1, 2, 4, 8, 16, 64, 256}) {
         const std::string name = std::string("matmul_packed/") + dtype_name(t) + "/2048x" + std::to_string(n_out) +
                                  "/tok" + std::to_string(n_tok);
@@ -184,8 +240,8 @@ const int kRegistered = [] {
       }
     }
   }
-  for (DType t : {DType::F16, DType::BF16}) {
-    for (int64_t n_out : {2048, 8192}) {
+  for (DType t : {DType::F16, DType::BF16, DType::Q8_0}) {
+    for (int64_t n_out : {2048, 8192, 65536}) {
       for (int n_tok : {1, 8, 16, 64, 256}) {
         const std::string name = std::string("matmul_2of4/") + dtype_name(t) + "/2048x" + std::to_string(n_out) +
                                  "/tok" + std::to_string(n_tok);

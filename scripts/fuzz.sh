@@ -8,10 +8,15 @@ out=build/fuzz
 mkdir -p "$out" "$out/corpus"
 CXX=${FUZZ_CXX:-clang++-14}
 flags=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc)
-# The kernels, each ISA file with the same flags CMake gives it (runtime dispatch picks one).
+# The kernels, each ISA file of the host architecture with the same flags CMake gives it
+# (runtime dispatch picks one; the other architecture's units are not compiled, as in CMake).
 objs=()
+arch=$(uname -m)
 for src in src/kernels/*.cpp; do
   isa=()
+  case "$arch:$src" in
+    x86_64:*_neon.cpp | aarch64:*_avx2.cpp | aarch64:*_avx512.cpp) continue ;;
+  esac
   case "$src" in
     *_avx2.cpp) isa=(-mavx2 -mfma -mf16c -mbmi2) ;;
     *_avx512.cpp) isa=(-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16

@@ -48,6 +48,7 @@ void panel_tile(int64_t nb, const uint8_t* w, const uint8_t* a, size_t as, float
 #pragma GCC unroll 8
   for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
   for (int64_t i = 0; i < nb; ++i, w += L::kBytes) {
+    if constexpr (C >= 2) prefetch_block_ahead<L::kBytes>(w);  // decode (C == 1): measured no gain
     __m512i q[8];
     L::decode(w, q);
     const __m512 dw = _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + L::kScales)));

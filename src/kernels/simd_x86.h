@@ -32,6 +32,17 @@ inline float bf2f(uint16_t h) {
 }
 inline uint32_t load_u32(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
 
+// Software prefetch of the weight block kAhead blocks after w (bytes: the block size) into L1.
+// A panel walk streams one block per loop step; with the vector work of one step between two
+// blocks the hardware prefetcher alone runs dry (measured in bench/RESULTS.md, panel prefetch).
+constexpr int kPrefetchBlocks = 4;
+template <size_t Bytes>
+inline void prefetch_block_ahead(const uint8_t* w) {
+  const char* p = reinterpret_cast<const char*>(w + kPrefetchBlocks * Bytes);
+#pragma GCC unroll 16
+  for (size_t o = 0; o < Bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+}
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -48,8 +48,25 @@ const PackedKernels* kernels_for(Isa isa, DType source);
 // (AVX2, scalar: the dense kernels are faster than the scalar twin; the rows stay dense).
 const PackedKernels* best(DType source);
 
+// The Q8_0 2:4 panel layout "q8_0x16s" (integer kernels; AVX-512 VNNI + VBMI), 16 rows per
+// panel like q8_0x16 (packed.h), 384 bytes per 32-element panel block instead of 544:
+//   [4 x 64: byte 4r + t of vector v = kept code 4v + t of row r (int8)]
+//   [16 x u32: row r's 2-bit positions, as the row layout's idx word]
+//   [16 x int16: sum of row r's kept codes][16 x f16 d]
+// Activations are q8s (packed.h). Per row, token and block the integer sum over the kept codes
+// equals q8_0x16's over all 32 (the pruned codes are 0), and the float steps are the same:
+//   acc = fma(d[r], float(sum_kept(code * a)) * da, acc)
+// so a row's result is bit-identical to the dense panel kernels on the same matrix.
+constexpr size_t kQ8PanelBlockBytes = 384;
+size_t q8_0x16s_row_bytes(int64_t n);
+void pack_q8_0x16s(const void* src, void* dst, int64_t n, int64_t rows);  // q8_0 rows (2:4), rows % 16 == 0
+void gemm_q8_0x16s_ref(int64_t n, int nr, int nc, const void* w, size_t w_stride, const void* a,
+                       size_t a_stride, float* y, size_t y_stride);
+// The panel kernels for `isa` (AVX-512 with VBMI: the SIMD ones; scalar: the twin), or nullptr.
+const PackedKernels* q8_panel_for(Isa isa);
+
 namespace avx512 {
-extern const PackedKernels kF16, kBF16, kQ8;
+extern const PackedKernels kF16, kBF16, kQ8, kQ8Panel;
 }
 namespace avx2 {
 extern const PackedKernels kF16, kBF16, kQ8;

@@ -73,6 +73,7 @@ class Model {
   int64_t n_vocab() const { return cfg_.n_vocab; }
   // Matrices rewritten at load into a packed layout and the memory they hold.
   const PackedStore& packed() const { return packed_; }
+  const ModelWeights& weights() const { return w_; }  // the views, packed or in place (tests, tools)
 
   // A KV cache sized for n_ctx cells in total (all sequences together).
   KvCache make_cache(int64_t n_ctx, DType type = DType::F16, int block_size = 16) const;

@@ -16,10 +16,15 @@ namespace sp = kernels::sparse24;
 
 const kernels::PackedKernels* layout_for(const WeightView& v) {
   if (!v.valid() || v.packed != nullptr || v.n_in % sp::kChunk != 0) return nullptr;
-  // A dense panel layout for the type (q8_0 on AVX-512) beats the 2:4 kernels there (measured
-  // in bench/RESULTS.md): 2:4 only where the type would otherwise run from the file's rows.
-  if (dense_packing_enabled() && kernels::kernels().packed[static_cast<uint32_t>(v.type)] != nullptr) return nullptr;
-  return sp::best(v.type);
+  const kernels::PackedKernels* pk = sp::best(v.type);
+  if (pk == nullptr || v.n_out % pk->row_panel != 0) return nullptr;
+  // A 2:4 panel layout (q8_0x16s) is integer like the dense panels and reads 384 bytes per 16
+  // rows x 32 instead of 544: it is taken even where the type has a dense panel layout. The
+  // f32 2:4 row kernels lose to the dense panels (bench/RESULTS.md): those run only where the
+  // type would otherwise run from the file's rows.
+  if (pk->row_panel == 1 && dense_packing_enabled() && kernels::kernels().packed[static_cast<uint32_t>(v.type)] != nullptr)
+    return nullptr;
+  return pk;
 }
 
 bool all_2of4(const WeightView& v, ThreadPool& pool) {

@@ -44,6 +44,7 @@ CpuFeatures detect() {
   c.avx512bw = c.avx512f && bit(l7.b, 30);
   c.avx512vl = c.avx512f && bit(l7.b, 31);
   c.avx512vnni = c.avx512f && bit(l7.c, 11);
+  c.avx512vbmi = c.avx512f && bit(l7.c, 1);
   c.avx512bf16 = c.avx512f && bit(l7s1.a, 5);
   c.avxvnni = avx && bit(l7s1.a, 4);
 #endif
@@ -70,7 +71,7 @@ std::vector<std::string> CpuFeatures::names() const {
   std::vector<std::string> n;
   auto add = [&](bool b, const char* s) { if (b) n.emplace_back(s); };
   add(avx2, "avx2"); add(fma, "fma"); add(f16c, "f16c"); add(avx512f, "avx512f");
-  add(avx512bw, "avx512bw"); add(avx512vl, "avx512vl"); add(avx512vnni, "avx512vnni");
+  add(avx512bw, "avx512bw"); add(avx512vl, "avx512vl"); add(avx512vnni, "avx512vnni"); add(avx512vbmi, "avx512vbmi");
   add(avx512bf16, "avx512bf16"); add(avxvnni, "avxvnni");
   return n;
 }
