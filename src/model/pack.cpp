@@ -20,8 +20,18 @@ const kernels::PackedKernels* layout_for(const WeightView& v) {
   return pk != nullptr && v.n_in % pk->k_multiple == 0 && v.n_out % pk->row_panel == 0 ? pk : nullptr;
 }
 
-size_t packed_bytes(const WeightView& v, const kernels::PackedKernels& pk) {
-  return (pk.row_bytes(v.n_in) * static_cast<size_t>(v.n_out) + 63) / 64 * 64;
+// Row bytes in the arena: the layout's, or the file's for a relocated view (pk == nullptr).
+size_t arena_row_bytes(const WeightView& v, const kernels::PackedKernels* pk) {
+  return pk != nullptr ? pk->row_bytes(v.n_in) : v.row_bytes;
+}
+
+size_t packed_bytes(const WeightView& v, const kernels::PackedKernels* pk) {
+  return (arena_row_bytes(v, pk) * static_cast<size_t>(v.n_out) + 63) / 64 * 64;
+}
+
+bool relocate_enabled() {
+  const char* env = std::getenv("COPPICE_RELOCATE");
+  return env == nullptr || std::strcmp(env, "0") != 0;
 }
 
 }  // namespace
@@ -36,6 +46,7 @@ void pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& pool, Pac
   std::vector<PackJob> jobs;
   auto add = [&](WeightView* v) {
     if (const kernels::PackedKernels* pk = layout_for(*v)) jobs.push_back({v, pk});
+    else if (v->valid() && v->packed == nullptr && relocate_enabled()) jobs.push_back({v, nullptr});
   };
   for (LayerWeights& l : w.layers)
     for (WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wqkv, &l.wo, &l.w_gate, &l.w_up, &l.w_down,
@@ -47,7 +58,7 @@ void pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& pool, Pac
 
 void pack_views(std::span<const PackJob> jobs, const gguf::File& file, ThreadPool& pool, PackedStore& store) {
   size_t total = 0;
-  for (const auto& [v, pk] : jobs) total += packed_bytes(*v, *pk);
+  for (const auto& [v, pk] : jobs) total += packed_bytes(*v, pk);
   if (total == 0) return;
 
   // One arena, 2 MiB aligned and advised as huge pages: decode streams every byte once per
@@ -59,17 +70,19 @@ void pack_views(std::span<const PackJob> jobs, const gguf::File& file, ThreadPoo
   madvise(buf.get(), bytes, MADV_HUGEPAGE);
   uint8_t* dst = buf.get();
   for (const auto& [v, pk] : jobs) {
-    const size_t row = pk->row_bytes(v->n_in);
+    const size_t row = arena_row_bytes(*v, pk);
     const WeightView src = *v;
-    const int64_t rp = pk->row_panel;  // whole panels per work item
+    const int64_t rp = pk != nullptr ? pk->row_panel : 1;  // whole panels per work item
     pool.parallel_for(src.n_out / rp, [&, pk = pk](int64_t b, int64_t e) {
-      pk->pack_rows(src.row(b * rp), dst + static_cast<size_t>(b * rp) * row, src.n_in, (e - b) * rp);
+      uint8_t* out = dst + static_cast<size_t>(b * rp) * row;
+      if (pk != nullptr) pk->pack_rows(src.row(b * rp), out, src.n_in, (e - b) * rp);
+      else std::memcpy(out, src.row(b), static_cast<size_t>(e - b) * row);
     });
     file.mapping()->release(src.data, src.row_bytes * static_cast<size_t>(src.n_out));
     v->data = dst;
     v->row_bytes = row;
     v->packed = pk;
-    dst += packed_bytes(src, *pk);
+    dst += packed_bytes(src, pk);
     ++store.n_packed;
   }
   store.bytes += bytes;

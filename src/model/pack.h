@@ -22,7 +22,11 @@ struct PackedStore {
   int n_packed = 0;      // matrices packed
 };
 
-// Packs every dense matmul weight of `w` that has a packed layout on this ISA. Stay in place:
+// Packs every dense matmul weight of `w` that has a packed layout on this ISA, and copies the
+// others (F16, BF16, F32, K-quants without a panel layout) unchanged into the same huge-page
+// arena ("relocated": rows as in the file, `packed` stays null), because decode streams them
+// and 4 KiB file pages cost TLB misses: F16 1.1B tg +13-20 %, pp +20 % (bench/RESULTS.md).
+// COPPICE_RELOCATE=0 leaves those on the mapping. Stay in place:
 // token_embd (read by row lookups; a tied output with it), the MoE router and the 3-D expert
 // tensors (addressed by stride). Views already packed (2:4, model/sparse_pack.h, runs first)
 // are left alone. COPPICE_PACK=0 disables. Appends the arena to `store`.
@@ -30,7 +34,8 @@ void pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& pool, Pac
 // Whether pack_weights packs at all (COPPICE_PACK=0 turns it off).
 bool dense_packing_enabled();
 
-// The shared mechanism (also model/sparse_pack.cpp): rewrites each view into its layout inside
+// The shared mechanism (also model/sparse_pack.cpp): rewrites each view into its layout (a null
+// layout: a byte copy of its rows) inside
 // one 2 MiB-aligned arena advised as huge pages, drops the mapped source pages and points the
 // view at its packed rows. Adds the arena to `store`.
 using PackJob = std::pair<WeightView*, const kernels::PackedKernels*>;
