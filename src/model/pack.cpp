@@ -2,6 +2,8 @@
 
 #include <sys/mman.h>
 
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -29,6 +31,19 @@ size_t packed_bytes(const WeightView& v, const kernels::PackedKernels* pk) {
   return (arena_row_bytes(v, pk) * static_cast<size_t>(v.n_out) + 63) / 64 * 64;
 }
 
+// MemAvailable from /proc/meminfo (bytes), or SIZE_MAX where unknown.
+size_t available_memory() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (f == nullptr) return SIZE_MAX;
+  char line[256];
+  size_t kb = 0;
+  bool found = false;
+  while (!found && std::fgets(line, sizeof line, f) != nullptr)
+    found = std::sscanf(line, "MemAvailable: %zu kB", &kb) == 1;
+  std::fclose(f);
+  return found ? kb * 1024 : SIZE_MAX;
+}
+
 bool relocate_enabled() {
   const char* env = std::getenv("COPPICE_RELOCATE");
   return env == nullptr || std::strcmp(env, "0") != 0;
@@ -53,6 +68,12 @@ void pack_weights(ModelWeights& w, const gguf::File& file, ThreadPool& pool, Pac
                           &l.gate_shexp, &l.up_shexp, &l.down_shexp})
       add(v);
   if (!w.tied_output) add(&w.output);
+  // Relocation only speeds things up: where its copies would not fit the memory available
+  // now (a model larger than RAM streams from the page cache), the matrices stay mapped.
+  size_t relocated = 0;
+  for (const auto& [v, pk] : jobs) relocated += pk == nullptr ? packed_bytes(*v, pk) : 0;
+  if (relocated > 0 && relocated > available_memory() / 10 * 9)
+    std::erase_if(jobs, [](const PackJob& j) { return j.second == nullptr; });
   pack_views(jobs, file, pool, store);
 }
 

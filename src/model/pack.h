@@ -26,7 +26,8 @@ struct PackedStore {
 // others (F16, BF16, F32, K-quants without a panel layout) unchanged into the same huge-page
 // arena ("relocated": rows as in the file, `packed` stays null), because decode streams them
 // and 4 KiB file pages cost TLB misses: F16 1.1B tg +13-20 %, pp +20 % (bench/RESULTS.md).
-// COPPICE_RELOCATE=0 leaves those on the mapping. Stay in place:
+// COPPICE_RELOCATE=0 leaves those on the mapping, and so does a model whose copies would not
+// fit MemAvailable (it streams from the page cache as before). Stay in place:
 // token_embd (read by row lookups; a tied output with it), the MoE router and the 3-D expert
 // tensors (addressed by stride). Views already packed (2:4, model/sparse_pack.h, runs first)
 // are left alone. COPPICE_PACK=0 disables. Appends the arena to `store`.
