@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <unordered_map>
 
 #include "model/kv_policy.h"
 #include "util/error.h"
@@ -103,14 +104,19 @@ void KvPolicy::observe_layer(int layer, std::span<const BatchToken> batch, std::
                              const ops::AttentionShape& shape, const KvCache& cache) {
   const int n = static_cast<int>(batch.size()), W = obs_window();
   const int64_t qd = static_cast<int64_t>(shape.n_head) * shape.head_dim;
+  // later_[i]: tokens of batch[i]'s sequence after it in the batch (one backward pass, not a
+  // scan per token: a prefill batch has thousands).
+  later_.resize(static_cast<size_t>(n));
+  {
+    std::unordered_map<SeqId, int> seen;
+    for (int i = n; i-- > 0;) later_[static_cast<size_t>(i)] = seen[batch[i].seq]++;
+  }
   for (int i = 0; i < n; ++i) {
     const SeqId seq = batch[i].seq;
     SeqState& st = st_[seq];
     if (st.layers.size() < static_cast<size_t>(cache.n_layer())) st.layers.resize(static_cast<size_t>(cache.n_layer()));
     LayerState& ls = st.layers[static_cast<size_t>(layer)];
-    int later = 0;
-    for (int j = i + 1; j < n; ++j) later += batch[j].seq == seq;
-    const bool in_window = later < W;
+    const bool in_window = later_[static_cast<size_t>(i)] < W;
     if (o_.kind == KvPolicyKind::SnapKV && !in_window) continue;
     const int len = cache.layer_length(layer, seq);
     const int visible = cells[i] + 1 - (cache.length(seq) - len);  // the layer's own cells
@@ -118,7 +124,13 @@ void KvPolicy::observe_layer(int layer, std::span<const BatchToken> batch, std::
     if (w_.size() < static_cast<size_t>(visible)) w_.resize(static_cast<size_t>(visible));
     AttnRow* row = nullptr;
     if (in_window) {
-      ls.win.push_back({visible, std::vector<float>(static_cast<size_t>(shape.n_head) * visible)});
+      std::vector<float> buf;  // the row leaving the window lends its buffer (no allocation per step)
+      if (static_cast<int>(ls.win.size()) >= W) {
+        buf = std::move(ls.win.front().w);
+        ls.win.pop_front();
+      }
+      buf.resize(static_cast<size_t>(shape.n_head) * visible);
+      ls.win.push_back({visible, std::move(buf)});
       while (static_cast<int>(ls.win.size()) > W) ls.win.pop_front();
       row = &ls.win.back();
     }

@@ -116,6 +116,7 @@ class KvPolicy : public AttentionObserver {
   std::map<SeqId, SeqState> st_;
   std::vector<float> w_;                   // [n_cells] one head's weights
   std::vector<ops::KvChunk> chunks_;
+  std::vector<int> later_;                 // cake: [batch] tokens of the same sequence after each
   int64_t evicted_ = 0;
 };
 
